@@ -1,0 +1,376 @@
+"""The typed, frozen objects that cross the boundary between the host and a module.
+
+Everything a hook receives or returns is defined here. Fields that can carry a secret,
+a code or module state are excluded from ``repr`` so that they never reach a log line or
+a traceback by accident.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = [
+    "Accepted",
+    "Activation",
+    "ActivateRequest",
+    "Audience",
+    "Challenge",
+    "ChallengeRequest",
+    "Field",
+    "ForgetRequest",
+    "ModuleInfo",
+    "ModuleSettings",
+    "Prompt",
+    "Provisioning",
+    "RecoverRequest",
+    "Rejected",
+    "SetupComplete",
+    "SetupPrompt",
+    "SetupRequest",
+    "User",
+    "Verdict",
+    "VerifyRequest",
+    "frozen_mapping",
+]
+
+
+def frozen_mapping(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    """A read-only copy of ``value`` (empty when ``None``)."""
+    return MappingProxyType(dict(value or {}))
+
+
+def _freeze(instance: object, *names: str) -> None:
+    # Frozen dataclasses still hold whatever mapping they were given; copy it read-only
+    # so a module cannot change the host's copy behind its back.
+    for name in names:
+        value = getattr(instance, name)
+        if value is not None and not isinstance(value, MappingProxyType):
+            object.__setattr__(instance, name, frozen_mapping(value))
+
+
+class Audience(enum.StrEnum):
+    """Who is logging in: WHMCS keeps clients and administrators apart."""
+
+    CLIENT = "client"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """The person behind the login, as the host application knows them.
+
+    :param id: the host application's stable identifier for this person.
+    :param audience: client or admin; enrolments of the two never mix.
+    :param email: the login identifier WHMCS uses as the account label (TOTP) and the
+        Duo username.
+    :param name: a display name, for greetings only.
+    """
+
+    id: str
+    audience: Audience
+    email: str = ""
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id.strip():
+            raise ValueError("User.id must be a non-empty string")
+        object.__setattr__(self, "audience", Audience(self.audience))
+
+    @property
+    def label(self) -> str:
+        """What to show an authenticator app or a third party: the email, else the id."""
+        return self.email or self.id
+
+
+class ModuleSettings(BaseModel):
+    """Base of every module's settings model, validated from ``[modules.NAME]``.
+
+    ``clients`` and ``admins`` mirror WHMCS's "Enable for use by Clients" and "Enable
+    for use by Administrative Users". Declare secrets as ``pydantic.SecretStr``: the
+    host seals them at rest, masks them in forms and never shows them back.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    clients: bool = False
+    admins: bool = False
+
+    def enabled_for(self, audience: Audience) -> bool:
+        return self.clients if Audience(audience) is Audience.CLIENT else self.admins
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModuleInfo:
+    """What ``configure`` returns: who the module is and what it needs.
+
+    :param name: the module's name; must equal its entry point name.
+    :param friendly_name: WHMCS ``FriendlyName``, e.g. "Time Based Tokens".
+    :param short_description: one line for the "choose a method" list.
+    :param settings_model: a :class:`ModuleSettings` subclass for ``[modules.NAME]``.
+    :param description: a longer text for the admin page.
+    :param contract: the range of hook contract versions the module supports, as a
+        PEP 440 specifier (``">=1,<2"``); the host refuses a module whose range
+        excludes :data:`secmod.hookspecs.CONTRACT_VERSION`.
+    :param recovery_methods: the ``method`` values the module's ``recover`` accepts
+        besides the host's backup codes (e.g. ``("resync",)``).
+    :param redirects: True when the challenge sends the browser away (Duo); hosts
+        that cannot redirect (the CLI) then refuse the module cleanly.
+    """
+
+    name: str
+    friendly_name: str
+    short_description: str
+    settings_model: type[ModuleSettings] = ModuleSettings
+    description: str = ""
+    contract: str = ">=1,<2"
+    recovery_methods: tuple[str, ...] = ()
+    redirects: bool = False
+
+    def __post_init__(self) -> None:
+        name = self.name.strip().lower() if isinstance(self.name, str) else None
+        if not name or not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"ModuleInfo.name must be a simple lowercase name, got {self.name!r}")
+        object.__setattr__(self, "name", name)
+        if not (isinstance(self.settings_model, type) and issubclass(self.settings_model, ModuleSettings)):
+            raise TypeError(f"module {name!r}: settings_model must subclass ModuleSettings")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Field:
+    """One input a prompt asks for.
+
+    :param name: the form / JSON field name the module reads from the answer.
+    :param label: the text beside it.
+    :param kind: ``text``, ``number``, ``password`` or ``hidden``.
+    :param max_length: a hint for the input; the module still checks its input.
+    """
+
+    name: str
+    label: str
+    kind: Literal["text", "number", "password", "hidden"] = "text"
+    placeholder: str = ""
+    max_length: int | None = None
+    autocomplete: str = "one-time-code"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Provisioning:
+    """What an enrolment shows its owner once: secret, otpauth URI and QR code.
+
+    Every field is hidden from ``repr``: only the page or terminal of the person
+    enrolling may show them.
+    """
+
+    secret: str = field(repr=False)
+    uri: str = field(default="", repr=False)
+    qr_svg: str = field(default="", repr=False)
+    qr_terminal: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Prompt:
+    """What to show the person: a message, the fields to fill, or where to go.
+
+    :param message: the main line ("Enter authentication code").
+    :param instructions: a longer explanation, plain text.
+    :param fields: inputs to collect; the answer maps their names to strings.
+    :param redirect_url: send the browser here instead of showing a form (Duo).
+    :param provisioning: secret, URI and QR code during TOTP-like enrolment.
+    """
+
+    message: str
+    instructions: str = ""
+    fields: tuple[Field, ...] = ()
+    redirect_url: str | None = field(default=None, repr=False)
+    provisioning: Provisioning | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivateRequest:
+    """Input of ``activate``: the module's validated settings and the time."""
+
+    settings: ModuleSettings = field(repr=False)
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Activation:
+    """Output of ``activate``: what was checked, for the operator (no secrets)."""
+
+    message: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetupRequest:
+    """Input of ``setup_user``, one step of an enrolment conversation.
+
+    :param answer: ``None`` on the first step; then the fields the person submitted.
+    :param pending: what the module returned with its last :class:`SetupPrompt`
+        (sealed by the host in between), or ``None`` on the first step.
+    :param state: the person's current module state when re-enrolling, else ``None``.
+    """
+
+    settings: ModuleSettings = field(repr=False)
+    user: User
+    now: float
+    answer: Mapping[str, str] | None = field(default=None, repr=False)
+    pending: Mapping[str, Any] | None = field(default=None, repr=False)
+    state: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "answer", "pending", "state")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetupPrompt:
+    """Enrolment is not finished: show ``prompt``, keep ``pending`` for the next step."""
+
+    prompt: Prompt
+    pending: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "pending")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetupComplete:
+    """Enrolment succeeded: ``state`` is stored (sealed) for the person.
+
+    :param message: an extra line for the completion page (WHMCS ``msg``).
+    """
+
+    state: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        _freeze(self, "state")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChallengeRequest:
+    """Input of ``challenge``: start the second step of a login."""
+
+    settings: ModuleSettings = field(repr=False)
+    user: User
+    now: float
+    state: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "state")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Challenge:
+    """Output of ``challenge``.
+
+    :param pending: server-side data for ``verify`` (Duo's state and nonce); the host
+        seals it, binds it to this user and login attempt, and hands it back once.
+    :param expires_in: seconds until the pending data is no longer accepted.
+    """
+
+    prompt: Prompt
+    pending: Mapping[str, Any] | None = field(default=None, repr=False)
+    expires_in: int = 300
+
+    def __post_init__(self) -> None:
+        _freeze(self, "pending")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyRequest:
+    """Input of ``verify``: judge the person's answer.
+
+    :param state: the person's module state as last written.
+    :param pending: what ``challenge`` asked the host to keep, or ``None``.
+    :param answer: the submitted fields (form fields or the redirect's query).
+    """
+
+    settings: ModuleSettings = field(repr=False)
+    user: User
+    now: float
+    answer: Mapping[str, str] = field(default_factory=dict, repr=False)
+    state: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    pending: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "answer", "state", "pending")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoverRequest:
+    """Input of ``recover``: a way back in, or back in sync, without the usual answer.
+
+    :param method: one of the module's ``ModuleInfo.recovery_methods``.
+    """
+
+    settings: ModuleSettings = field(repr=False)
+    user: User
+    now: float
+    method: str
+    answer: Mapping[str, str] = field(default_factory=dict, repr=False)
+    state: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "answer", "state")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForgetRequest:
+    """Input of ``forget_user``: the person's 2FA with this module is being removed."""
+
+    settings: ModuleSettings = field(repr=False)
+    user: User
+    now: float
+    state: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "state")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Accepted:
+    """The answer is right.
+
+    :param state: the new module state to write back, or ``None`` to keep it. The host
+        writes it with a compare-and-set: when another submission won the race, this
+        verdict is turned into a rejection, so a code is never accepted twice.
+    :param reason: a short code for the audit log (``ok``, ``fail_open``...).
+    :param message: an extra line for the person.
+    """
+
+    accepted: ClassVar[bool] = True
+    state: Mapping[str, Any] | None = field(default=None, repr=False)
+    reason: str = "ok"
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        _freeze(self, "state")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejected:
+    """The answer is wrong, or could not be checked.
+
+    :param reason: a short code for the audit log (``wrong_code``, ``replayed``,
+        ``deny``, ``unavailable``...). Never a code or a secret.
+    :param message: the user-facing text; the host supplies WHMCS's wording if empty.
+    :param detail: a plain-words diagnosis for the person (e.g. the clock-skew
+        estimate); no secrets.
+    :param counts: False when the person is not to blame (the provider is down), so
+        the attempt does not count towards the lockout.
+    """
+
+    accepted: ClassVar[bool] = False
+    reason: str
+    message: str = ""
+    detail: str = ""
+    counts: bool = True
+
+
+Verdict = Accepted | Rejected

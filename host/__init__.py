@@ -1,0 +1,35 @@
+"""The secmod host: loads security modules and applies WHMCS's two-factor policies."""
+
+from .core import EnrolmentStatus, Host, UserLocked
+from .errors import (
+    ConfigError,
+    ModuleConflictError,
+    ModuleLoadError,
+    ModuleUnavailable,
+    NotEnrolled,
+    SecmodError,
+    SetupExpired,
+    UnknownModule,
+)
+from .outcomes import ChallengeStarted, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
+
+__all__ = [
+    "ChallengeStarted",
+    "ConfigError",
+    "Enrolled",
+    "EnrolmentStatus",
+    "Host",
+    "LoginState",
+    "LoginStep",
+    "ModuleConflictError",
+    "ModuleLoadError",
+    "ModuleUnavailable",
+    "NotEnrolled",
+    "Outcome",
+    "SecmodError",
+    "SetupExpired",
+    "SetupStarted",
+    "UnknownModule",
+    "UserLocked",
+    "VerifyResult",
+]

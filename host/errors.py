@@ -1,0 +1,44 @@
+"""Errors the host raises to its application. None of them carries a secret."""
+
+from __future__ import annotations
+
+from secmod.settings import ConfigError
+
+__all__ = [
+    "ConfigError",
+    "ModuleConflictError",
+    "ModuleLoadError",
+    "ModuleUnavailable",
+    "NotEnrolled",
+    "SecmodError",
+    "SetupExpired",
+    "UnknownModule",
+]
+
+
+class SecmodError(Exception):
+    """Base of the host's errors; ``str()`` is one clear line for a person or a log."""
+
+
+class ModuleLoadError(SecmodError):
+    """A module package failed to import, register or describe itself."""
+
+
+class ModuleConflictError(ModuleLoadError):
+    """Two installed distributions provide a module with one name."""
+
+
+class UnknownModule(SecmodError):
+    """A module name that is not installed, not loaded, or not enabled for this audience."""
+
+
+class ModuleUnavailable(SecmodError):
+    """The module cannot serve right now; the message is user-facing."""
+
+
+class NotEnrolled(SecmodError):
+    """The person has no second factor to challenge or recover."""
+
+
+class SetupExpired(SecmodError):
+    """The enrolment step is unknown, used, expired or belongs to someone else."""

@@ -1,0 +1,105 @@
+"""What the host answers its application: frozen, typed, free of secrets in ``repr``."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from secmod.hookspecs import Prompt
+
+__all__ = [
+    "ChallengeStarted",
+    "Enrolled",
+    "LoginState",
+    "LoginStep",
+    "SetupStarted",
+    "Outcome",
+    "VerifyResult",
+]
+
+
+class LoginStep(enum.StrEnum):
+    NOT_REQUIRED = "not_required"
+    MUST_SET_UP = "must_set_up"
+    CHALLENGE = "challenge"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoginState:
+    """What the person who just gave their password must do next.
+
+    :param step: not required, must set up (forced, nothing enrolled, a module is
+        enabled for the audience) or challenge.
+    :param module: the enrolled module to challenge with (``step == CHALLENGE``).
+    :param choices: modules the person may enrol in (``step == MUST_SET_UP``).
+    :param message: WHMCS's text for the step.
+    """
+
+    step: LoginStep
+    module: str | None = None
+    choices: tuple[str, ...] = ()
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetupStarted:
+    """An enrolment step to show; send ``setup_id`` back with the answer."""
+
+    setup_id: str = field(repr=False)
+    module: str
+    prompt: Prompt
+    error: str = ""
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Enrolled:
+    """Enrolment finished; ``backup_codes`` are shown once and never again."""
+
+    module: str
+    backup_codes: tuple[str, ...] = field(repr=False)
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChallengeStarted:
+    """A login challenge; send ``challenge_id`` back with the answer."""
+
+    challenge_id: str = field(repr=False)
+    module: str
+    prompt: Prompt
+    expires_at: datetime
+
+
+class Outcome(enum.StrEnum):
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    LOCKED = "locked"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VerifyResult:
+    """The host's verdict on an answer.
+
+    :param outcome: accepted, rejected, or locked (too many failures).
+    :param message: the WHMCS text to show.
+    :param reason: the audit code (``wrong_code``, ``replayed``, ``locked``...).
+    :param attempts_left: failures left before the lockout (rejected only).
+    :param locked_until: when a lockout ends (UTC).
+    :param detail: a plain-words diagnosis (clock skew), never a secret.
+    :param new_backup_codes: after a backup-code login, the replacement, shown once.
+    """
+
+    outcome: Outcome
+    module: str | None = None
+    message: str = ""
+    reason: str = ""
+    attempts_left: int | None = None
+    locked_until: datetime | None = None
+    detail: str = ""
+    new_backup_codes: tuple[str, ...] = field(default=(), repr=False)
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome is Outcome.ACCEPTED

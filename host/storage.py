@@ -1,0 +1,121 @@
+"""Tables and the database engine.
+
+SQLite (WAL) by default, any SQLAlchemy URL otherwise; PostgreSQL lets several host
+processes share one state. The schema is owned by the Alembic migrations in
+``host/migrations``; :func:`open_engine` brings a database to the newest revision.
+Module state, pending steps and backup-code hashes are stored sealed or hashed only.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, SQLModel
+
+__all__ = ["AuditEvent", "BackupCode", "Enrolment", "PendingStep", "Throttle", "open_engine"]
+
+log = logging.getLogger("secmod.host")
+
+
+class Enrolment(SQLModel, table=True):
+    """One person's second factor: module name and sealed, versioned module state."""
+
+    __tablename__ = "secmod_enrolment"
+    __table_args__ = (sa.UniqueConstraint("audience", "user_id", name="uq_enrolment_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    audience: str = Field(max_length=16)
+    user_id: str = Field(max_length=255)
+    module: str = Field(max_length=64, index=True)
+    state: str = Field(sa_type=sa.Text, repr=False)
+    version: int = 1
+    created_at: float
+    updated_at: float
+
+
+class PendingStep(SQLModel, table=True):
+    """An enrolment step or a login challenge waiting for its answer, sealed, expiring."""
+
+    __tablename__ = "secmod_pending"
+
+    id: str = Field(primary_key=True, max_length=64)  # SHA-256 of the token the person holds
+    kind: str = Field(max_length=16)  # "setup" or "challenge"
+    audience: str = Field(max_length=16)
+    user_id: str = Field(max_length=255)
+    module: str = Field(max_length=64)
+    data: str = Field(sa_type=sa.Text, repr=False)
+    expires_at: float = Field(index=True)
+
+
+class BackupCode(SQLModel, table=True):
+    """A one-use backup code, stored only as a salted scrypt hash."""
+
+    __tablename__ = "secmod_backup_code"
+
+    id: int | None = Field(default=None, primary_key=True)
+    audience: str = Field(max_length=16)
+    user_id: str = Field(max_length=255, index=True)
+    code_hash: str = Field(max_length=255, repr=False)
+    created_at: float
+    used_at: float | None = None
+
+
+class Throttle(SQLModel, table=True):
+    """Failure counters and the lockout, per person."""
+
+    __tablename__ = "secmod_throttle"
+
+    audience: str = Field(primary_key=True, max_length=16)
+    user_id: str = Field(primary_key=True, max_length=255)
+    code_failures: int = 0
+    backup_failures: int = 0
+    locked_until: float | None = None
+
+
+class AuditEvent(SQLModel, table=True):
+    """One decision. Holds reasons and names, never a code or a secret."""
+
+    __tablename__ = "secmod_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(index=True)
+    audience: str = Field(max_length=16)
+    user_id: str = Field(max_length=255, index=True)
+    module: str = Field(default="", max_length=64)
+    event: str = Field(max_length=32)  # enrol, verify, lockout, recover, disable, ...
+    outcome: str = Field(max_length=16)  # ok, fail, info
+    reason: str = Field(default="", max_length=64)
+    actor: str = Field(default="", max_length=255)
+    detail: str = Field(default="", max_length=500)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the one writer; NORMAL is durable in WAL across
+    # application crashes, which is the failure that matters for a login service.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def open_engine(url: str, *, migrate: bool = True) -> Engine:
+    """An engine for ``url`` with the schema at the newest migration."""
+    if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = sa.create_engine(url, pool_pre_ping=True)
+    if migrate:
+        from .migrations import upgrade
+
+        upgrade(engine)
+    return engine

@@ -1,0 +1,208 @@
+"""Time-Based Tokens: WHMCS's default security module, on pyotp (RFC 6238).
+
+Module state, sealed by the host: ``secret`` (base32, unpadded), ``last_step`` (the
+last accepted time step, so a code is never accepted twice) and ``drift`` (the whole
+steps the person's device runs ahead, negative when behind).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+from datetime import UTC, datetime
+from typing import Literal
+
+import pyotp
+import segno
+from pydantic import Field as SettingField
+
+from secmod.hookspecs import (
+    Accepted,
+    Activation,
+    ActivateRequest,
+    Challenge,
+    ChallengeRequest,
+    Field,
+    ModuleError,
+    ModuleInfo,
+    ModuleSettings,
+    Prompt,
+    Provisioning,
+    RecoverRequest,
+    Rejected,
+    SetupComplete,
+    SetupPrompt,
+    SetupRequest,
+    Verdict,
+    VerifyRequest,
+    hookimpl,
+    messages,
+)
+
+__all__ = ["TotpSettings", "describe_skew", "find_step"]
+
+_DIGESTS = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}
+_SPACES = re.compile(r"[\s\-]")
+
+
+class TotpSettings(ModuleSettings):
+    """``[modules.totp]``. On for clients and admins by default, as in WHMCS."""
+
+    clients: bool = True
+    admins: bool = True
+    digits: Literal[6, 8] = 6
+    period: int = SettingField(30, ge=15, le=120)
+    algorithm: Literal["SHA1", "SHA256", "SHA512"] = "SHA1"
+    window: int = SettingField(1, ge=0, le=10)
+    issuer: str = SettingField("secmod", min_length=1, max_length=64)
+    skew_search_minutes: int = SettingField(10, ge=0, le=24 * 60)
+    max_drift_minutes: int = SettingField(10, ge=0, le=24 * 60)
+    resync_search_minutes: int = SettingField(24 * 60, ge=1, le=7 * 24 * 60)
+
+
+def _totp(settings: TotpSettings, secret: str) -> pyotp.TOTP:
+    return pyotp.TOTP(secret, digits=settings.digits, digest=_DIGESTS[settings.algorithm], interval=settings.period)
+
+
+def _clean(answer: object, digits: int) -> str | None:
+    # WHMCS strips nothing; people paste "123 456" from apps that group digits.
+    code = _SPACES.sub("", str(answer or ""))
+    return code if len(code) == digits and code.isascii() and code.isdigit() else None
+
+
+def find_step(totp: pyotp.TOTP, code: str, center: int, radius: int) -> int | None:
+    """The time step within ``center ± radius`` whose code is ``code``, nearest first."""
+    if radius < 0:
+        return None
+    try:
+        return totp.verify_and_get_timecode(code, for_time=center * totp.interval, valid_window=radius)
+    except pyotp.exceptions.OTPVerificationError:
+        return None
+
+
+def describe_skew(offset_seconds: int, now: float) -> str:
+    """Plain words for a device clock that is ``offset_seconds`` ahead (negative: behind)."""
+    server = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    amount = abs(offset_seconds)
+    minutes, seconds = divmod(amount, 60)
+    size = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    direction = "ahead of" if offset_seconds > 0 else "behind"
+    return (
+        f"Your device's clock appears to be about {size} {direction} the server's. "
+        f"The server time is {server}. Set your device to take its time from the network, "
+        "then try again with a new code."
+    )
+
+
+def _diagnose(settings: TotpSettings, totp: pyotp.TOTP, code: str, current: int, now: float) -> str:
+    radius = settings.skew_search_minutes * 60 // settings.period
+    step = find_step(totp, code, current, radius)
+    if step is None or abs(step - current) <= settings.window:
+        return ""
+    return describe_skew((step - current) * settings.period, now)
+
+
+@hookimpl
+def configure() -> ModuleInfo:
+    return ModuleInfo(
+        name="totp",
+        friendly_name="Time Based Tokens",
+        short_description="Get codes from an app like Google Authenticator or Duo.",
+        description=(
+            "Enter a code that regenerates every 30 seconds in an authenticator app. "
+            "No configuration required."
+        ),
+        settings_model=TotpSettings,
+        recovery_methods=("resync",),
+    )
+
+
+@hookimpl
+def activate(request: ActivateRequest) -> Activation:
+    return Activation(message="No configuration required.")
+
+
+@hookimpl
+def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
+    settings: TotpSettings = request.settings  # type: ignore[assignment]
+    if request.answer is None or request.pending is None:
+        secret = pyotp.random_base32()  # 160 bits; unpadded, so the URI has no %3D
+        uri = _totp(settings, secret).provisioning_uri(name=request.user.label, issuer_name=settings.issuer)
+        qr = segno.make(uri, error="m")
+        svg, text = io.BytesIO(), io.StringIO()
+        qr.save(svg, kind="svg", scale=4, xmldecl=False, svgns=True, dark="#111", light="#fff")
+        qr.terminal(out=text, compact=True)
+        prompt = Prompt(
+            message=messages.TOTP_CONNECT_APP,
+            instructions=messages.TOTP_SETUP_INSTRUCTIONS.replace("6-digit", f"{settings.digits}-digit"),
+            fields=(Field(name="code", label="Authentication code", max_length=settings.digits, placeholder="123456"[: settings.digits]),),
+            provisioning=Provisioning(
+                secret=secret, uri=uri, qr_svg=svg.getvalue().decode(), qr_terminal=text.getvalue()
+            ),
+        )
+        return SetupPrompt(prompt=prompt, pending={"secret": secret})
+    secret = request.pending["secret"]
+    totp = _totp(settings, secret)
+    current = int(request.now // settings.period)
+    code = _clean(request.answer.get("code"), settings.digits)
+    step = find_step(totp, code, current, settings.window) if code else None
+    if step is None:
+        detail = _diagnose(settings, totp, code, current, request.now) if code else ""
+        raise ModuleError(messages.TOTP_SETUP_MISMATCH, reason="wrong_code", detail=detail)
+    # The setup code counts as used, as in WHMCS: it cannot log anybody in afterwards.
+    return SetupComplete(state={"secret": secret, "last_step": step, "drift": step - current})
+
+
+@hookimpl
+def challenge(request: ChallengeRequest) -> Challenge:
+    settings: TotpSettings = request.settings  # type: ignore[assignment]
+    return Challenge(
+        prompt=Prompt(
+            message=messages.TOTP_ENTER_CODE,
+            fields=(Field(name="code", label="Authentication code", max_length=settings.digits, placeholder="123456"[: settings.digits]),),
+        )
+    )
+
+
+@hookimpl
+def verify(request: VerifyRequest) -> Verdict:
+    settings: TotpSettings = request.settings  # type: ignore[assignment]
+    state = request.state
+    code = _clean(request.answer.get("code"), settings.digits)
+    if code is None:
+        return Rejected(reason="malformed")
+    totp = _totp(settings, state["secret"])
+    current = int(request.now // settings.period)
+    drift = int(state.get("drift", 0))
+    step = find_step(totp, code, current + drift, settings.window)
+    if step is None:
+        return Rejected(reason="wrong_code", detail=_diagnose(settings, totp, code, current, request.now))
+    if step <= int(state.get("last_step", -1)):
+        return Rejected(reason="replayed")
+    max_drift = settings.max_drift_minutes * 60 // settings.period
+    learned = max(-max_drift, min(max_drift, step - current))
+    return Accepted(state={**state, "last_step": step, "drift": learned})
+
+
+@hookimpl
+def recover(request: RecoverRequest) -> Verdict | None:
+    """``resync``: two consecutive codes (``code`` then ``next_code``) from a drifted device."""
+    if request.method != "resync":
+        return None
+    settings: TotpSettings = request.settings  # type: ignore[assignment]
+    first = _clean(request.answer.get("code"), settings.digits)
+    second = _clean(request.answer.get("next_code"), settings.digits)
+    if first is None or second is None:
+        return Rejected(reason="malformed")
+    totp = _totp(settings, request.state["secret"])
+    current = int(request.now // settings.period)
+    radius = settings.resync_search_minutes * 60 // settings.period
+    last = int(request.state.get("last_step", -1))
+    # Every step in range whose code is `first`, nearest first; the next must be `second`.
+    for distance in range(radius + 1):
+        for step in {current - distance, current + distance}:
+            if step + 1 > last and step >= 0 and totp.at(step * settings.period) == first:
+                if totp.at((step + 1) * settings.period) == second:
+                    return Accepted(state={**request.state, "last_step": step + 1, "drift": step + 1 - current}, reason="resync")
+    return Rejected(reason="resync_failed")

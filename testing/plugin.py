@@ -1,1 +1,56 @@
-"""secmod's pytest plugin (entry point ``pytest11``): fixtures for module authors."""
+"""secmod's pytest plugin (entry point ``pytest11``): fixtures for hosts and modules.
+
+- ``fake_clock``: a :class:`~secmod.testing.FakeClock` to pass to hosts.
+- ``make_host``: builds :class:`secmod.host.Host` objects on a temporary SQLite file
+  (or ``database_url=``), with a key file in ``tmp_path``; closed after the test.
+- ``postgres_url``: a fresh schema on ``$SECMOD_TEST_DATABASE_URL``; skips when unset.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .clock import FakeClock
+from .database import postgres_schema_url
+
+POSTGRES_ENV = "SECMOD_TEST_DATABASE_URL"
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    base = os.environ.get(POSTGRES_ENV)
+    if not base:
+        pytest.skip(f"PostgreSQL tests need {POSTGRES_ENV} (CI sets it; e.g. postgresql+psycopg://postgres@127.0.0.1:5432/test)")
+    with postgres_schema_url(base) as url:
+        yield url
+
+
+@pytest.fixture
+def make_host(tmp_path: Path, fake_clock: FakeClock) -> Iterator[Callable[..., Any]]:
+    from secmod.host import Host
+    from secmod.settings import SecmodSettings
+
+    hosts: list[Host] = []
+
+    def factory(modules: dict[str, dict[str, Any]] | None = None, *, database_url: str | None = None,
+                clock: Callable[[], float] | None = None, host_kwargs: dict[str, Any] | None = None,
+                **settings: Any) -> Host:
+        settings.setdefault("database_url", database_url or f"sqlite:///{tmp_path / 'secmod.db'}")
+        settings.setdefault("sealing", {"key_file": str(tmp_path / "secmod.keys")})
+        host = Host(SecmodSettings(modules=modules or {}, **settings), clock=clock or fake_clock, **(host_kwargs or {}))
+        hosts.append(host)
+        return host
+
+    yield factory
+    for host in hosts:
+        host.close()

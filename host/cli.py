@@ -1,0 +1,360 @@
+"""The ``secmod`` command line: operate a host from a terminal.
+
+Every command reads the same ``secmod.toml`` (``--config`` or ``$SECMOD_CONFIG``). Errors
+are one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from secmod.hookspecs import Audience, User
+from secmod.settings import ConfigError, config_path, load_settings
+
+from .errors import SecmodError
+from .outcomes import Enrolled, LoginStep, Outcome, VerifyResult
+from .sealing import SEALED_PREFIX, KeyRing, SealError
+
+app = typer.Typer(
+    name="secmod",
+    help="Two-factor authentication security modules, WHMCS-style.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Manage the sealing keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+F = TypeVar("F", bound=Callable[..., Any])
+_state: dict[str, Any] = {"config": None}
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", envvar="SECMOD_CONFIG", help="secmod.toml to use.", show_default="./secmod.toml"),
+]
+AdminOption = Annotated[bool, typer.Option("--admin", help="The user is an administrator (default: a client).")]
+EmailOption = Annotated[str | None, typer.Option("--email", help="The user's email (default: USER if it is one).")]
+
+
+class Failure(Exception):
+    """A one-line error for the terminal, with its exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _one_line_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except Failure as error:
+            typer.secho(f"error: {error}", err=True, fg="red")
+            raise typer.Exit(error.code) from None
+        except (ConfigError, SecmodError, SealError) as error:
+            typer.secho(f"error: {error}", err=True, fg="red")
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _main(config: ConfigOption = None) -> None:
+    _state["config"] = config
+
+
+def _host():
+    from .core import Host
+
+    return Host.from_config(_state["config"])
+
+
+def _user(user_id: str, admin: bool, email: str | None) -> User:
+    return User(
+        id=user_id,
+        audience=Audience.ADMIN if admin else Audience.CLIENT,
+        email=email or (user_id if "@" in user_id else ""),
+    )
+
+
+def _print_result(result: VerifyResult) -> None:
+    colour = {Outcome.ACCEPTED: "green", Outcome.REJECTED: "yellow", Outcome.LOCKED: "red"}[result.outcome]
+    typer.secho(f"{result.outcome.value}: {result.message or 'Second factor accepted.'}", fg=colour)
+    if result.detail:
+        typer.echo(result.detail)
+    for code in result.new_backup_codes:
+        typer.echo(f"Your New Backup Code is: {code}")
+
+
+def _exit_for(result: VerifyResult) -> None:
+    if result.outcome is not Outcome.ACCEPTED:
+        raise typer.Exit(2 if result.outcome is Outcome.LOCKED else 1)
+
+
+@app.command()
+@_one_line_errors
+def modules() -> None:
+    """List installed modules: distribution, version, who they are on for, users enrolled."""
+    host = _host()
+    counts = host.enrolment_counts()
+    typer.echo(f"{'module':<10} {'friendly name':<20} {'distribution':<18} {'version':<8} {'clients':<8} {'admins':<7} enrolled")
+    for name, module in sorted(host.modules.items()):
+        settings = host.module_settings[name]
+        typer.echo(
+            f"{name:<10} {module.info.friendly_name:<20} {module.distribution:<18} {module.version:<8} "
+            f"{'on' if settings.clients else 'off':<8} {'on' if settings.admins else 'off':<7} {counts.get(name, 0)}"
+        )
+    for name, broken in sorted(host.registry.broken.items()):
+        typer.secho(f"{name:<10} BROKEN: {broken.error}", fg="red")
+    for name in sorted(set(counts) - set(host.modules)):
+        typer.secho(f"{name:<10} NOT INSTALLED, but {counts[name]} users are enrolled with it", fg="red")
+
+
+@app.command()
+@_one_line_errors
+def enroll(
+    user: str,
+    module: Annotated[str, typer.Option("--module", "-m", help="Module to enrol with.")] = "totp",
+    admin: AdminOption = False,
+    email: EmailOption = None,
+) -> None:
+    """Enrol USER: show the QR code, ask for a code, then show the backup code."""
+    host = _host()
+    person = _user(user, admin, email)
+    step = host.begin_setup(person, module)
+    while not isinstance(step, Enrolled):
+        prompt = step.prompt
+        if step.error:
+            typer.secho(step.error, fg="yellow")
+            if step.detail:
+                typer.echo(step.detail)
+        else:
+            typer.secho(prompt.message, bold=True)
+            if prompt.provisioning is not None:
+                typer.echo(prompt.provisioning.qr_terminal)
+                typer.echo(f"Secret: {prompt.provisioning.secret}")
+                typer.echo(f"URI:    {prompt.provisioning.uri}")
+            if prompt.redirect_url:
+                raise Failure(f"module {module!r} enrols in a browser; use `secmod serve`")
+            if prompt.instructions:
+                typer.echo(prompt.instructions)
+        answer = {field.name: typer.prompt(field.label, hide_input=field.kind == "password") for field in prompt.fields}
+        step = host.continue_setup(person, step.setup_id, answer)
+    typer.secho("Two-Factor Authentication is now enabled", fg="green")
+    if step.message:
+        typer.echo(step.message)
+    for code in step.backup_codes:
+        typer.echo(f"Your Backup Code is: {code}")
+
+
+@app.command()
+@_one_line_errors
+def verify(
+    user: str,
+    admin: AdminOption = False,
+    email: EmailOption = None,
+    code: Annotated[str | None, typer.Option(help="The code (asked for when missing).")] = None,
+) -> None:
+    """Log USER in with their second factor (exit 0 accepted, 1 rejected, 2 locked)."""
+    host = _host()
+    person = _user(user, admin, email)
+    state = host.login_state(person)
+    if state.step is not LoginStep.CHALLENGE:
+        raise Failure(f"{user} has no second factor to verify ({state.step.value})")
+    started = host.begin_challenge(person)
+    if started.prompt.redirect_url:
+        raise Failure(f"module {started.module!r} verifies in a browser; use `secmod serve`")
+    typer.secho(started.prompt.message, bold=True)
+    answer = {}
+    for field in started.prompt.fields:
+        value = code if code is not None and len(answer) == 0 else None
+        answer[field.name] = value or typer.prompt(field.label, hide_input=field.kind == "password")
+    result = host.verify(person, answer, challenge_id=started.challenge_id)
+    _print_result(result)
+    _exit_for(result)
+
+
+@app.command()
+@_one_line_errors
+def recover(
+    user: str,
+    admin: AdminOption = False,
+    email: EmailOption = None,
+    method: Annotated[str, typer.Option(help="backup_code, or a module's method (totp: resync).")] = "backup_code",
+    code: Annotated[str | None, typer.Option(help="The backup code, or the first of two codes.")] = None,
+    next_code: Annotated[str | None, typer.Option(help="resync: the code after --code.")] = None,
+) -> None:
+    """Log USER in without their device (backup code), or re-sync a drifted token."""
+    host = _host()
+    person = _user(user, admin, email)
+    answer = {"code": code or typer.prompt("Backup code" if method == "backup_code" else "Code")}
+    if method != "backup_code":
+        answer["next_code"] = next_code or typer.prompt("Next code")
+    result = host.recover(person, answer, method=method)
+    _print_result(result)
+    _exit_for(result)
+
+
+@app.command()
+@_one_line_errors
+def status(user: str, admin: AdminOption = False, email: EmailOption = None) -> None:
+    """Show USER's second factor, backup codes left and lockout."""
+    host = _host()
+    person = _user(user, admin, email)
+    info = host.status(person)
+    login = host.login_state(person)
+    if info is None:
+        typer.echo(f"{user}: no second factor ({login.step.value})")
+        return
+    typer.echo(f"{user}: {info.module}, enrolled {info.enrolled_at:%Y-%m-%d %H:%M:%S UTC}")
+    typer.echo(f"backup codes left: {info.backup_codes_left}")
+    typer.echo(f"locked until: {info.locked_until:%Y-%m-%d %H:%M:%S UTC}" if info.locked_until else "not locked")
+
+
+@app.command()
+@_one_line_errors
+def disable(
+    user: str,
+    admin: AdminOption = False,
+    email: EmailOption = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove USER's second factor (as an administrator would; audited)."""
+    host = _host()
+    person = _user(user, admin, email)
+    if not yes:
+        typer.confirm(f"Disable two-factor authentication for {user}?", abort=True)
+    if not host.disable(person, actor="operator:cli"):
+        raise Failure(f"{user} has no second factor")
+    typer.echo("Two-Factor Authentication has now been disabled for this account.")
+
+
+@app.command()
+@_one_line_errors
+def audit(
+    user: Annotated[str | None, typer.Option(help="Only this user's events.")] = None,
+    admin: AdminOption = False,
+    limit: Annotated[int, typer.Option(help="How many, newest first.")] = 50,
+) -> None:
+    """Show the audit log, newest first."""
+    host = _host()
+    person = _user(user, admin, None) if user else None
+    for event in host.audit_events(user=person, limit=limit):
+        typer.echo(
+            f"{event.at:%Y-%m-%d %H:%M:%S} {event.audience:<6} {event.user_id:<20} {event.module:<8} "
+            f"{event.event:<9} {event.outcome:<4} {event.reason} {event.actor}".rstrip()
+        )
+
+
+@app.command()
+def time() -> None:
+    """Show the server time, in UTC and local time (TOTP needs it right)."""
+    now = datetime.now(UTC)
+    typer.echo(f"UTC:   {now:%Y-%m-%d %H:%M:%S %Z}")
+    typer.echo(f"local: {now.astimezone():%Y-%m-%d %H:%M:%S %Z (%z)}")
+    typer.echo(f"epoch: {now.timestamp():.0f}")
+
+
+@app.command()
+@_one_line_errors
+def check() -> None:
+    """Check the config, and that each enabled module activates (exit 1 if one fails)."""
+    from .errors import ModuleUnavailable
+
+    path = config_path(_state["config"])
+    host = _host()
+    typer.echo(f"config: {path if path.exists() else 'embedded defaults (no ' + str(path) + ')'}")
+    typer.echo(f"database: {host.engine.url.render_as_string(hide_password=True)}")
+    failed = False
+    for name in sorted(host.modules):
+        settings = host.module_settings[name]
+        if not (settings.clients or settings.admins):
+            typer.echo(f"{name}: off")
+            continue
+        try:
+            typer.secho(f"{name}: ok ({host.activate(name).message})", fg="green")
+        except ModuleUnavailable as error:
+            failed = True
+            typer.secho(f"{name}: FAILED: {error}", fg="red", err=True)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@_one_line_errors
+def seal(
+    module: str,
+    key: str,
+    write: Annotated[bool, typer.Option("--write", help="Store it in the config file instead of printing it.")] = False,
+) -> None:
+    """Seal a secret setting (read from stdin or a hidden prompt) for [modules.MODULE] KEY."""
+    settings = load_settings(_state["config"])
+    ring = KeyRing.open(settings.resolve(settings.sealing.key_file))
+    value = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(key, hide_input=True)
+    sealed = ring.seal_setting(module.lower(), key, value)
+    if not write:
+        typer.echo(sealed)
+        return
+    import tomlkit
+
+    path = config_path(_state["config"])
+    document = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
+    modules_table = document.setdefault("modules", tomlkit.table(is_super_table=True))
+    modules_table.setdefault(module.lower(), tomlkit.table())[key] = sealed
+    path.write_text(tomlkit.dumps(document))
+    typer.echo(f"sealed [modules.{module.lower()}] {key} into {path}")
+
+
+@keys_app.command("rotate")
+@_one_line_errors
+def keys_rotate() -> None:
+    """Add a new primary key and re-seal everything under it, without downtime.
+
+    Old keys stay in the ring, so processes still running read both until they reload.
+    """
+    import tomlkit
+
+    host = _host()
+    new_key = host.keyring.add_key()
+    rows = host.reseal_all()
+    path = config_path(_state["config"])
+    settings_resealed = 0
+    if path.exists():
+        document = tomlkit.parse(path.read_text())
+        for name, table in document.get("modules", {}).items():
+            for key, value in table.items():
+                if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+                    plain = host.keyring.unseal_setting(name, key, value)
+                    table[key] = host.keyring.seal_setting(name, key, plain)
+                    settings_resealed += 1
+        if settings_resealed:
+            path.write_text(tomlkit.dumps(document))
+    typer.echo(f"new primary key {new_key}; re-sealed {rows} stored values and {settings_resealed} settings")
+
+
+@app.command()
+@_one_line_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on (default [web] host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default [web] port).")] = None,
+) -> None:
+    """Run the reference web host: client area, admin area and JSON API."""
+    from secmod.host.web import serve as run_web_host
+
+    run_web_host(_state["config"], host=host, port=port)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -73,6 +73,7 @@ def _clean(answer: object, digits: int) -> str | None:
 
 def find_step(totp: pyotp.TOTP, code: str, center: int, radius: int) -> int | None:
     """The time step within ``center ± radius`` whose code is ``code``, nearest first."""
+    radius = min(radius, center)  # pyotp refuses steps before the epoch
     if radius < 0:
         return None
     try:

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import secrets
 import time
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -96,6 +97,11 @@ class EnrolmentStatus:
 
 def _utc(timestamp: float) -> datetime:
     return datetime.fromtimestamp(timestamp, UTC)
+
+
+def _frames(error: BaseException) -> str:
+    """Where an exception happened, without its message (which may quote a secret)."""
+    return "".join(traceback.format_tb(error.__traceback__))
 
 
 def _token_id(token: str) -> str:
@@ -217,7 +223,7 @@ class Host:
             raise ModuleUnavailable(f"{module.info.friendly_name}: {error.message}") from None
         except Exception as error:
             log.error("module %r: activate raised %s", name, type(error).__name__)
-            log.debug("activate failure", exc_info=True)
+            log.debug("module %r failed at:\n%s", name, _frames(error))
             raise ModuleUnavailable(f"{module.info.friendly_name}: {messages.MODULE_LOAD_ERROR}") from None
         return result or Activation(message="no check needed")
 
@@ -395,7 +401,7 @@ class Host:
         module = self.registry.modules.get(stored.module)
         if module is not None:
             try:
-                state = self._unseal_state(user, stored)
+                state = self._open_state(user, stored) or {}
                 module.hooks.forget_user(
                     request=ForgetRequest(settings=self.module_settings[module.name], user=user, now=now, state=state)
                 )
@@ -423,9 +429,10 @@ class Host:
         if module is None:
             self._audit_now(user, stored.module, "challenge", "fail", "module_missing")
             raise ModuleUnavailable(messages.MODULE_LOAD_ERROR)
-        request = ChallengeRequest(
-            settings=self.module_settings[module.name], user=user, now=now, state=self._unseal_state(user, stored)
-        )
+        state = self._open_state(user, stored)
+        if state is None:
+            raise ModuleUnavailable(messages.MODULE_LOAD_ERROR)
+        request = ChallengeRequest(settings=self.module_settings[module.name], user=user, now=now, state=state)
         try:
             challenge = module.hooks.challenge(request=request)
         except ModuleError as error:
@@ -463,12 +470,13 @@ class Host:
             return self._locked(user, stored.module, stored.locked_until, now)
         pending = self._take_pending(challenge_id, user, stored.module, now) if challenge_id else None
         module = self.registry.modules.get(stored.module)
-        if module is None:
+        state = self._open_state(user, stored)
+        if module is None or state is None:
             verdict = self._fail_mode(stored.module)
         else:
             request = VerifyRequest(
                 settings=self.module_settings[module.name], user=user, now=now,
-                answer={k: str(v) for k, v in answer.items()}, state=self._unseal_state(user, stored), pending=pending,
+                answer={k: str(v) for k, v in answer.items()}, state=state, pending=pending,
             )
             verdict = self._judge(user, module, "verify", request)
         return self._settle(user, stored, verdict, now, event="verify")
@@ -491,11 +499,15 @@ class Host:
         module = self.registry.modules.get(stored.module)
         if module is None or method not in module.info.recovery_methods:
             raise UnknownModule(f"recovery method {method!r} is not offered by module {stored.module!r}")
-        request = RecoverRequest(
-            settings=self.module_settings[module.name], user=user, now=now, method=method,
-            answer={k: str(v) for k, v in answer.items()}, state=self._unseal_state(user, stored),
-        )
-        verdict = self._judge(user, module, "recover", request)
+        state = self._open_state(user, stored)
+        if state is None:
+            verdict = self._fail_mode(stored.module)
+        else:
+            request = RecoverRequest(
+                settings=self.module_settings[module.name], user=user, now=now, method=method,
+                answer={k: str(v) for k, v in answer.items()}, state=state,
+            )
+            verdict = self._judge(user, module, "recover", request)
         return self._settle(user, stored, verdict, now, event="recover")
 
     def _recover_with_backup_code(
@@ -657,8 +669,14 @@ class Host:
     def _seal_state(self, user: User, module: str, state: Mapping[str, Any]) -> str:
         return self.keyring.seal_json(dict(state), context=self._state_context(user, module))
 
-    def _unseal_state(self, user: User, stored: _Stored) -> dict[str, Any]:
-        return self.keyring.unseal_json(stored.state, context=self._state_context(user, stored.module))  # type: ignore[return-value]
+    def _open_state(self, user: User, stored: _Stored) -> dict[str, Any] | None:
+        """The person's module state, or ``None`` (logged, audited) when it does not open."""
+        try:
+            return self.keyring.unseal_json(stored.state, context=self._state_context(user, stored.module))  # type: ignore[return-value]
+        except SealError as error:
+            log.error("stored state of a %s user with module %r does not open: %s", user.audience.value, stored.module, error)
+            self._audit_now(user, stored.module, "unseal", "fail", "state_unreadable")
+            return None
 
     def _pending_context(self, kind: str, user: User, module: str) -> str:
         return f"pending:{kind}:{user.audience.value}:{user.id}:{module}"
@@ -712,9 +730,9 @@ class Host:
             self._audit(conn, user, module, event, outcome, reason, **kw)
 
     def _module_crashed(self, user: User, module: str, hook: str, error: BaseException) -> None:
-        # The type only: a module's exception text may quote what it was given.
+        # The type and the frames only: a module's exception text may quote what it was given.
         log.error("module %r: hook %s raised %s", module, hook, type(error).__name__)
-        log.debug("module failure", exc_info=error)
+        log.debug("module %r failed at:\n%s", module, _frames(error))
         self._audit_now(user, module, hook, "fail", "module_error", detail=type(error).__name__)
 
     def audit_events(self, *, user: User | None = None, limit: int = 100) -> list[AuditEvent]:

@@ -4,6 +4,8 @@
 - ``make_host``: builds :class:`secmod.host.Host` objects on a temporary SQLite file
   (or ``database_url=``), with a key file in ``tmp_path``; closed after the test.
 - ``postgres_url``: a fresh schema on ``$SECMOD_TEST_DATABASE_URL``; skips when unset.
+
+The conformance suite (``secmod.testing.contract.ModuleContract``) builds on these.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from typing import Any
 
 import pytest
 
-from .clock import FakeClock
-from .database import postgres_schema_url
+# Before anything imports them, so the suite's failures show the compared values.
+pytest.register_assert_rewrite("secmod.testing.contract", "secmod.testing.drivers")
+
+from .clock import FakeClock  # noqa: E402
+from .database import postgres_schema_url  # noqa: E402
 
 POSTGRES_ENV = "SECMOD_TEST_DATABASE_URL"
 

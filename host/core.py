@@ -588,9 +588,17 @@ class Host:
         counter: str, limit: int, message: str, detail: str, now: float,
     ) -> VerifyResult:
         column = _throttle.c[counter]
-        # One atomic increment: concurrent failures each get their own count.
+        expired = sa.and_(_throttle.c.locked_until.is_not(None), _throttle.c.locked_until <= now)
+        # One atomic statement: concurrent failures each get their own count, and a
+        # lockout that has run out starts the count again from one.
         count = conn.execute(
-            _throttle.update().where(*self._who(_throttle, user)).values({counter: column + 1}).returning(column)
+            _throttle.update()
+            .where(*self._who(_throttle, user))
+            .values({
+                counter: sa.case((expired, 1), else_=column + 1),
+                "locked_until": sa.case((expired, None), else_=_throttle.c.locked_until),
+            })
+            .returning(column)
         ).scalar()
         if count is None:  # no row (enrolled before throttling existed): start one
             conn.execute(_throttle.insert().values(audience=user.audience.value, user_id=user.id, **{counter: 1}))
@@ -598,13 +606,14 @@ class Host:
         self._audit(conn, user, module, event, "fail", reason, now=now)
         if count >= limit:
             until = now + self.settings.throttle.lockout_minutes * 60
-            conn.execute(
-                _throttle.update().where(*self._who(_throttle, user))
-                .values(locked_until=until, code_failures=0, backup_failures=0)
-            )
             if count == limit:
+                # Only the failure that reaches the limit sets the lock; the ones racing
+                # past it see the same lock and must not extend it.
+                conn.execute(_throttle.update().where(*self._who(_throttle, user)).values(locked_until=until))
                 self._audit(conn, user, module, "lockout", "info", counter, now=now)
-            return self._locked_result(module, until)
+                return self._locked_result(module, until)
+            locked = conn.execute(sa.select(_throttle.c.locked_until).where(*self._who(_throttle, user))).scalar()
+            return self._locked_result(module, locked or until)
         left = limit - count
         if not message:
             message = (

@@ -1,0 +1,104 @@
+"""Racing processes: a code is accepted once, and failure counters stay exact.
+
+Each test starts 8 processes with their own Host on one database, holds them at a
+barrier, then lets them submit at the same instant — on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import Counter
+
+import pytest
+import sqlalchemy as sa
+from support import ALICE, enrol_totp
+
+from secmod.host import Host
+from secmod.host.storage import Throttle
+from secmod.settings import SecmodSettings
+
+PROCESSES = 8
+
+
+def _submit(settings: dict, now: float, method: str, answer: dict, barrier, results) -> None:
+    host = Host(SecmodSettings(**settings), clock=lambda: now)
+    barrier.wait(timeout=60)
+    if method == "verify":
+        result = host.verify(ALICE, answer)
+    else:
+        result = host.recover(ALICE, answer)
+    results.put(f"{result.outcome.value}:{result.reason}")
+    host.close()
+
+
+def race(settings: dict, now: float, method: str, answer: dict) -> Counter:
+    context = multiprocessing.get_context("fork")
+    barrier = context.Barrier(PROCESSES)
+    results = context.Queue()
+    workers = [
+        context.Process(target=_submit, args=(settings, now, method, answer, barrier, results))
+        for _ in range(PROCESSES)
+    ]
+    for worker in workers:
+        worker.start()
+    outcomes = Counter(results.get(timeout=120) for _ in workers)
+    for worker in workers:
+        worker.join(timeout=30)
+        assert worker.exitcode == 0
+    return outcomes
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'race.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def shared(database, tmp_path, fake_clock):
+    settings = {"database_url": database, "sealing": {"key_file": str(tmp_path / "race.keys")}}
+    host = Host(SecmodSettings(**settings), clock=fake_clock)
+    yield settings, host
+    host.close()
+
+
+def test_one_code_submitted_by_eight_processes_is_accepted_once(shared, fake_clock):
+    settings, host = shared
+    totp, _ = enrol_totp(host, ALICE, fake_clock)
+    outcomes = race(settings, fake_clock.now, "verify", {"code": totp.at(fake_clock.now)})
+    assert outcomes["accepted:ok"] == 1
+    # The others are replays; replays count as failures, so the last of them may lock.
+    assert outcomes["rejected:replayed"] + outcomes["locked:locked"] == PROCESSES - 1
+    assert [e.outcome for e in host.audit_events() if e.event == "verify"].count("ok") == 1
+
+
+def test_one_backup_code_used_by_eight_processes_logs_in_once(shared, fake_clock):
+    settings, host = shared
+    _, codes = enrol_totp(host, ALICE, fake_clock)
+    outcomes = race(settings, fake_clock.now, "recover", {"code": codes[0]})
+    assert outcomes["accepted:backup_code"] == 1
+    # The losers count as failures: 3 lock, so a replay storm ends in a lockout.
+    assert sum(outcomes.values()) == PROCESSES
+    assert host.status(ALICE).backup_codes_left == 1
+
+
+def test_failure_counters_are_exact_under_concurrency(shared, fake_clock, tmp_path):
+    settings, host = shared
+    enrol_totp(host, ALICE, fake_clock)
+    outcomes = race({**settings, "throttle": {"max_code_failures": 5}}, fake_clock.now, "verify", {"code": "000000"})
+    # Counts 1-4 are plain rejections; 5 locks; 6-8 arrive while the lock is being set.
+    assert outcomes["rejected:wrong_code"] == 4
+    assert outcomes["locked:locked"] == PROCESSES - 4
+    lockouts = [e for e in host.audit_events() if e.event == "lockout"]
+    assert len(lockouts) == 1
+
+
+def test_counter_reaches_exactly_the_number_of_failures(shared, fake_clock):
+    settings, host = shared
+    enrol_totp(host, ALICE, fake_clock)
+    race({**settings, "throttle": {"max_code_failures": 100}}, fake_clock.now, "verify", {"code": "000000"})
+    table = Throttle.__table__
+    with host.engine.connect() as conn:
+        count = conn.execute(sa.select(table.c.code_failures).where(table.c.user_id == ALICE.id)).scalar_one()
+    assert count == PROCESSES

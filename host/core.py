@@ -63,6 +63,28 @@ _backup = BackupCode.__table__
 _throttle = Throttle.__table__
 _audit = AuditEvent.__table__
 
+# The statements of the verify path are built once: building and hashing a SQLAlchemy
+# statement costs more than running it on SQLite (see bench/verify.py).
+_LOAD = (
+    sa.select(
+        _enrolment.c.id, _enrolment.c.module, _enrolment.c.state, _enrolment.c.version,
+        sa.func.coalesce(_throttle.c.code_failures, 0), sa.func.coalesce(_throttle.c.backup_failures, 0),
+        _throttle.c.locked_until,
+    )
+    .select_from(
+        _enrolment.outerjoin(
+            _throttle, sa.and_(_throttle.c.audience == _enrolment.c.audience, _throttle.c.user_id == _enrolment.c.user_id)
+        )
+    )
+    .where(_enrolment.c.audience == sa.bindparam("p_audience"), _enrolment.c.user_id == sa.bindparam("p_user_id"))
+)
+_COMPARE_AND_SET = (
+    _enrolment.update()
+    .where(_enrolment.c.id == sa.bindparam("p_id"), _enrolment.c.version == sa.bindparam("p_version"))
+    .values(state=sa.bindparam("p_state"), version=sa.bindparam("p_new_version"), updated_at=sa.bindparam("p_now"))
+)
+_AUDIT = _audit.insert()
+
 
 class UserLocked(ModuleUnavailable):
     """Too many failures: nothing is checked until ``until`` (UTC)."""
@@ -562,9 +584,9 @@ class Host:
             if verdict.accepted and verdict.state is not None:
                 sealed = self._seal_state(user, stored.module, verdict.state)
                 written = conn.execute(
-                    _enrolment.update()
-                    .where(_enrolment.c.id == stored.id, _enrolment.c.version == stored.version)
-                    .values(state=sealed, version=stored.version + 1, updated_at=now)
+                    _COMPARE_AND_SET,
+                    {"p_id": stored.id, "p_version": stored.version, "p_state": sealed,
+                     "p_new_version": stored.version + 1, "p_now": now},
                 ).rowcount
                 if written != 1:
                     # Another submission changed the state first: this answer is a replay.
@@ -651,25 +673,12 @@ class Host:
         return (table.c.audience == user.audience.value, table.c.user_id == user.id)
 
     def _load(self, user: User, conn: Connection | None = None) -> _Stored | None:
-        query = (
-            sa.select(
-                _enrolment.c.id, _enrolment.c.module, _enrolment.c.state, _enrolment.c.version,
-                sa.func.coalesce(_throttle.c.code_failures, 0), sa.func.coalesce(_throttle.c.backup_failures, 0),
-                _throttle.c.locked_until,
-            )
-            .select_from(
-                _enrolment.outerjoin(
-                    _throttle,
-                    sa.and_(_throttle.c.audience == _enrolment.c.audience, _throttle.c.user_id == _enrolment.c.user_id),
-                )
-            )
-            .where(*self._who(_enrolment, user))
-        )
+        params = {"p_audience": user.audience.value, "p_user_id": user.id}
         if conn is not None:
-            row = conn.execute(query).first()
+            row = conn.execute(_LOAD, params).first()
         else:
             with self.engine.connect() as own:
-                row = own.execute(query).first()
+                row = own.execute(_LOAD, params).first()
         return _Stored(*row) if row is not None else None
 
     def _state_context(self, user: User, module: str) -> str:
@@ -728,10 +737,12 @@ class Host:
         *, actor: str = "", detail: str = "", now: float | None = None,
     ) -> None:
         conn.execute(
-            _audit.insert().values(
-                at=_utc(self.clock() if now is None else now), audience=user.audience.value, user_id=user.id,
-                module=module, event=event, outcome=outcome, reason=reason[:64], actor=actor, detail=detail[:500],
-            )
+            _AUDIT,
+            {
+                "at": _utc(self.clock() if now is None else now), "audience": user.audience.value, "user_id": user.id,
+                "module": module, "event": event, "outcome": outcome, "reason": reason[:64], "actor": actor,
+                "detail": detail[:500],
+            },
         )
 
     def _audit_now(self, user: User, module: str, event: str, outcome: str, reason: str = "", **kw: Any) -> None:

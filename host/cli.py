@@ -7,6 +7,7 @@ are one line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -69,6 +70,8 @@ def _one_line_errors(func: F) -> F:
 @app.callback()
 def _main(config: ConfigOption = None) -> None:
     _state["config"] = config
+    # Warnings (a broken optional module) as one plain line each, like the errors.
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s", force=True)
 
 
 def _host():

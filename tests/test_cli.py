@@ -1,0 +1,102 @@
+"""The secmod command line, end to end: a real process for enrolment, CliRunner for the rest."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+
+import pyotp
+import pytest
+from typer.testing import CliRunner
+
+from secmod.host.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def config(tmp_path, monkeypatch):
+    path = tmp_path / "secmod.toml"
+    path.write_text(
+        "# test config\n"
+        f'database_url = "sqlite:///{tmp_path / "cli.db"}"\n'
+        '[sealing]\nkey_file = "cli.keys"\n'
+        '[modules.totp]\nissuer = "Example Co"\n'
+    )
+    monkeypatch.setenv("SECMOD_CONFIG", str(path))
+    return path
+
+
+def secmod(*args: str, input: str | None = None):
+    return runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+
+def enroll(user: str, config) -> tuple[pyotp.TOTP, str]:
+    """Enrol like a person at a terminal: read the secret, answer with a code."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "secmod.host.cli", "--config", str(config), "enroll", user],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if line.startswith("URI:"):
+            break
+    secret = next(l.split()[1] for l in lines if l.startswith("Secret:"))
+    uri = next(l.split()[1] for l in lines if l.startswith("URI:"))
+    assert uri.startswith("otpauth://totp/Example%20Co:") and pyotp.parse_uri(uri).secret == secret
+    totp = pyotp.TOTP(secret)
+    output, errors = process.communicate(totp.now() + "\n", timeout=60)
+    assert process.returncode == 0, errors
+    assert "Two-Factor Authentication is now enabled" in output
+    backup = re.search(r"Your Backup Code is: ([0-9a-f]{4}(?: [0-9a-f]{4}){3})", output).group(1)
+    return totp, backup
+
+
+def test_enrol_verify_recover_status_disable(config):
+    totp, backup = enroll("alice@example.com", config)
+    next_code = totp.at(time.time() + 30)
+    ok = secmod("verify", "alice@example.com", "--code", next_code)
+    assert ok.exit_code == 0 and "accepted" in ok.output
+    again = secmod("verify", "alice@example.com", "--code", next_code)
+    assert again.exit_code == 1 and "You have 4 attempts remaining." in again.output
+    recovered = secmod("recover", "alice@example.com", "--code", backup)
+    assert recovered.exit_code == 0 and "Your New Backup Code is:" in recovered.output
+    status = secmod("status", "alice@example.com")
+    assert "totp, enrolled" in status.output and "backup codes left: 1" in status.output
+    listing = secmod("modules")
+    assert re.search(r"totp\s+Time Based Tokens\s+secmod-totp\s+\S+\s+on\s+on\s+1", listing.output)
+    audit = secmod("audit", "--user", "alice@example.com")
+    assert "recover" in audit.output and backup.split()[0] not in audit.output
+    assert secmod("disable", "alice@example.com", "--yes").exit_code == 0
+    assert "no second factor" in secmod("status", "alice@example.com").output
+
+
+def test_keys_rotate_keeps_enrolments_working(config):
+    totp, _ = enroll("bob@example.com", config)
+    old = (config.parent / "cli.keys").read_text()
+    sealed = secmod("seal", "totp", "issuer", "--write", input="Sealed Co\n")
+    assert sealed.exit_code == 0, sealed.output
+    assert "# test config" in config.read_text() and "sealed:" in config.read_text()
+    rotated = secmod("keys", "rotate")
+    assert rotated.exit_code == 0 and "re-sealed 1 stored values and 1 settings" in rotated.output
+    assert (config.parent / "cli.keys").read_text() != old
+    assert secmod("verify", "bob@example.com", "--code", totp.at(time.time() + 30)).exit_code == 0
+    assert "Sealed Co" not in config.read_text()
+
+
+def test_check_and_time(config):
+    result = secmod("check")
+    assert result.exit_code == 0 and "totp: ok (No configuration required.)" in result.output
+    assert "UTC:" in secmod("time").output
+
+
+def test_errors_are_one_line_without_traceback(config):
+    config.write_text("[modules.totp]\ndigits = 9\n")
+    result = runner.invoke(app, ["check"])
+    assert result.exit_code == 2
+    assert "digits: Input should be 6 or 8" in result.output and "Traceback" not in result.output
+    missing = runner.invoke(app, ["--config", str(config.parent / "nope.toml"), "modules"])
+    assert missing.exit_code == 2 and "config file not found" in missing.output

@@ -4,6 +4,8 @@
 - ``make_host``: builds :class:`secmod.host.Host` objects on a temporary SQLite file
   (or ``database_url=``), with a key file in ``tmp_path``; closed after the test.
 - ``postgres_url``: a fresh schema on ``$SECMOD_TEST_DATABASE_URL``; skips when unset.
+- ``scratch_venv``: one throwaway virtual environment per test session, layered over
+  the running one, to install a module package for real (entry point and all).
 
 The conformance suite (``secmod.testing.contract.ModuleContract``) builds on these.
 """
@@ -22,6 +24,7 @@ pytest.register_assert_rewrite("secmod.testing.contract", "secmod.testing.driver
 
 from .clock import FakeClock  # noqa: E402
 from .database import postgres_schema_url  # noqa: E402
+from .venv import ScratchVenv  # noqa: E402
 
 POSTGRES_ENV = "SECMOD_TEST_DATABASE_URL"
 
@@ -59,3 +62,9 @@ def make_host(tmp_path: Path, fake_clock: FakeClock) -> Iterator[Callable[..., A
     yield factory
     for host in hosts:
         host.close()
+
+
+@pytest.fixture(scope="session")
+def scratch_venv(tmp_path_factory: pytest.TempPathFactory) -> ScratchVenv:
+    # Session-wide: creating one costs a second or two; tests install distinct packages.
+    return ScratchVenv.create(tmp_path_factory.mktemp("scratch") / "venv")

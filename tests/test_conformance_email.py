@@ -1,0 +1,35 @@
+"""The example third-party module (docs/examples/secmod-email), installed for real.
+
+It is installed into a scratch environment (never into the development one), where
+its own tests run: the conformance suite through the entry point, and its mail tests
+against a local SMTP server. That proves a module kept outside plugins/ is found and
+works without any change to secmod itself.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from secmod.testing.venv import ScratchVenv
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "secmod-email"
+
+
+def test_example_module_is_found_by_entry_point_and_passes_its_suite(scratch_venv: ScratchVenv, tmp_path: Path) -> None:
+    project = scratch_venv.install(EXAMPLE, copy_to=tmp_path / "secmod-email")
+    found = scratch_venv.run(
+        "-c",
+        "from secmod.host.registry import ModuleRegistry, new_plugin_manager\n"
+        "registry = ModuleRegistry(new_plugin_manager())\n"
+        "registry.load(allow=['email'], block=[], required={'email'})\n"
+        "loaded = registry.modules['email']\n"
+        "print(loaded.info.friendly_name, '|', loaded.origin)",
+    )
+    assert found.stdout.strip() == (
+        "Email Codes | entry point 'email = secmod_email:module' from distribution secmod-email 0.1.0"
+    )
+    result = scratch_venv.pytest("tests", "-rfE", cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    passed = int(re.search(r"(\d+) passed", result.stdout).group(1))
+    assert passed >= 15, result.stdout  # the 13 contract tests and the mail tests all ran

@@ -268,3 +268,24 @@ def test_key_rotation_reseals_and_old_processes_keep_reading(make_host, fake_clo
 def test_the_key_file_is_private(make_host, tmp_path):
     make_host()
     assert (tmp_path / "secmod.keys").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_crash_while_enrolling_leaves_the_old_factor_in_place(make_host, fake_clock, monkeypatch):
+    host = make_host()
+    totp, codes = enrol_totp(host, ALICE, fake_clock)
+    started = host.begin_setup(ALICE, "totp")
+    new_code = pyotp.TOTP(started.prompt.provisioning.secret).at(fake_clock.now)
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(host), "_replace_backup_codes", crash)
+    with pytest.raises(OSError):
+        host.continue_setup(ALICE, started.setup_id, {"code": new_code})
+    monkeypatch.undo()
+    assert host.verify(ALICE, {"code": totp.at(fake_clock.now)}).accepted
+    assert host.recover(ALICE, {"code": codes[0]}).accepted
+    # The step was not consumed: the person can finish the new enrolment.
+    fake_clock.advance(30)
+    secret = started.prompt.provisioning.secret
+    assert host.continue_setup(ALICE, started.setup_id, {"code": pyotp.TOTP(secret).at(fake_clock.now)}).backup_codes

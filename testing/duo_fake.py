@@ -17,7 +17,7 @@ cannot make both sides agree by accident.
 
 Switches (plain attributes, change them any time)::
 
-    fake.health = "ok" | "fail" | "invalid_client" | "html_500" | "hang" | "drop"
+    fake.health = "ok" | "fail" | "invalid_client" | "html_500" | "json_503" | "hang" | "drop"
     fake.token  = "allow" | "deny" | "expired" | "bad_signature" | "wrong_nonce"
                 | "wrong_user" | "no_id_token" | "html_500" | "json_503" | "hang" | "drop"
 
@@ -56,7 +56,7 @@ from .tls import LocalCA
 
 __all__ = ["FakeDuo", "HEALTH_MODES", "TOKEN_MODES", "closed_port", "random_client_id", "random_client_secret"]
 
-HEALTH_MODES = frozenset({"ok", "fail", "invalid_client", "html_500", "hang", "drop"})
+HEALTH_MODES = frozenset({"ok", "fail", "invalid_client", "html_500", "json_503", "hang", "drop"})
 TOKEN_MODES = frozenset(
     {"allow", "deny", "expired", "bad_signature", "wrong_nonce", "wrong_user", "no_id_token",
      "html_500", "json_503", "hang", "drop"}
@@ -291,6 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
         except JWTError as error:
             self._send(400, f"Invalid request: {error}".encode(), "text/plain; charset=utf-8")
             return
+        fake.usernames.append(claims["duo_uname"])
         record = {
             "username": claims["duo_uname"],
             "nonce": params.get("nonce"),  # the nonce travels outside the JWT
@@ -419,6 +420,7 @@ class FakeDuo:
         self.code_ttl = 60.0
         self.calls: collections.Counter[str] = collections.Counter()
         self.token_bodies: list[bytes] = []
+        self.usernames: list[str] = []
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._codes: dict[str, dict[str, Any]] = {}
@@ -463,6 +465,18 @@ class FakeDuo:
             "ca_file": self.ca_file,
             **extra,
         }
+
+    def come_back(self, auth_url: str) -> dict[str, str]:
+        """Play the browser: open Duo's prompt URL and return the query it redirects back with.
+
+        :raises AssertionError: the fake did not answer with a redirect (its text says why).
+        """
+        import requests  # a test dependency; the server itself needs only the stdlib
+
+        response = requests.get(auth_url, allow_redirects=False, verify=self.ca_file, timeout=10)
+        assert response.status_code == 302, f"fake Duo answered {response.status_code}: {response.text[:200]}"
+        query = urlsplit(response.headers["Location"]).query
+        return {key: values[0] for key, values in parse_qs(query).items()}
 
     def id_token(self, record: Mapping[str, Any], outcome: str) -> str:
         """The id_token Duo would send for a code issued to ``record``, as ``outcome`` asks."""

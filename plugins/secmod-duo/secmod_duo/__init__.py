@@ -1,0 +1,547 @@
+"""DuoSecurity: WHMCS's Duo module (8.9+, Universal Prompt) on the official client.
+
+The login goes: ``challenge`` runs Duo's health check, makes a fresh ``state`` and a
+``nonce`` and returns the URL of Duo's prompt; the host keeps ``state``, ``nonce`` and
+the Duo username sealed, bound to this user and this login attempt, and hands them to
+``verify`` once. Duo sends the browser back with ``duo_code`` and ``state``; ``verify``
+compares the state in constant time, exchanges the code with Duo (which checks the
+signature, issuer, audience, expiry, username and nonce of the id_token) and requires
+``auth_result.status == "allow"``, which the client itself never looks at.
+
+WHMCS 8.12 trusts the state round-trip alone; this module does not.
+
+Module state, sealed by the host: ``username``, the name Duo knows the person by,
+fixed at enrolment so that changing an email later cannot point an existing enrolment
+at somebody else's Duo account.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import hmac
+import ipaddress
+import logging
+import re
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import duo_universal
+import duo_universal.client as _duo_client
+import jwt
+import requests
+from pydantic import ConfigDict, SecretStr, field_validator, model_validator
+from pydantic import Field as SettingField
+
+from secmod.hookspecs import (
+    Accepted,
+    Activation,
+    ActivateRequest,
+    Challenge,
+    ChallengeRequest,
+    ModuleError,
+    ModuleInfo,
+    ModuleSettings,
+    Prompt,
+    Rejected,
+    SetupComplete,
+    SetupRequest,
+    User,
+    Verdict,
+    VerifyRequest,
+    hookimpl,
+    messages,
+)
+
+__all__ = ["DuoSettings", "http_timeout"]
+
+log = logging.getLogger("secmod.duo")
+
+CHALLENGE_SECONDS = 300
+"""How long a login may spend at Duo's prompt (Duo's own JWTs live 5 minutes too)."""
+CLIENT_ID_LENGTH = 20
+CLIENT_SECRET_LENGTH = 40
+REDIRECT_NOTICE = "You are being sent to Duo Security to approve this login."
+FAIL_OPEN_NOTICE = (
+    "Duo Security cannot be reached right now. Your administrator allows logging in "
+    "without it while Duo is down; continue to log in."
+)
+
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+_ERROR_CODE = re.compile(r"^[a-z0-9_]{1,40}$")
+_LOOPBACK_NAMES = {"localhost"}
+
+
+# -- settings -----------------------------------------------------------------------
+
+class DuoSettings(ModuleSettings):
+    """``[modules.duo]``: the three WHMCS settings plus what a Python host needs.
+
+    Every field has a default so that an installed but unconfigured Duo module does not
+    stop the host from starting; the credentials are required as soon as the module is
+    enabled for clients or admins.
+    """
+
+    # Pydantic puts the rejected value in str(ValidationError); the secret must not be.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    client_id: str = SettingField("", title="Client ID",
+                                  description="The Client ID of the Duo Web SDK application (20 characters).")
+    client_secret: SecretStr = SettingField(SecretStr(""), title="Client Secret",
+                                            description="The Client Secret of that application (40 characters).")
+    api_hostname: str = SettingField("", title="API Hostname",
+                                     description="e.g. api-XXXXXXXX.duosecurity.com, without https:// or a path.")
+    redirect_url: str = SettingField("", title="Redirect URL",
+                                     description="Where Duo sends the browser back: {web.base_url}/login/duo/callback.")
+    fail_mode: Literal["closed", "open"] = SettingField(
+        "closed", title="Fail mode",
+        description="closed: when Duo is unreachable only a backup code gets in. open: let the person in, audited.")
+    username: Literal["email", "id"] = SettingField(
+        "email", title="Duo username", description="What Duo knows the person by: their email (as WHMCS) or id.")
+    http_timeout: float = SettingField(10.0, gt=0, le=60, title="HTTP timeout (seconds)")
+    ca_file: str | None = SettingField(
+        None, title="CA bundle",
+        description="A CA file or folder to trust instead of Duo's pinned CAs (TLS inspection, tests).")
+
+    @field_validator("client_id", "api_hostname", "redirect_url", mode="before")
+    @classmethod
+    def _strip(cls, value: Any) -> Any:
+        # Pasted from the Duo Admin Panel, values often carry a space or a newline.
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("client_id")
+    @classmethod
+    def _client_id(cls, value: str) -> str:
+        if value and (len(value) != CLIENT_ID_LENGTH or not value.isascii() or not value.isalnum()):
+            raise ValueError(
+                f"Client ID must be exactly {CLIENT_ID_LENGTH} letters and digits (this one has "
+                f"{len(value)} characters); copy it from the Duo Web SDK application"
+            )
+        return value
+
+    @field_validator("client_secret", mode="before")
+    @classmethod
+    def _client_secret(cls, value: Any) -> Any:
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(raw, str):
+            return value  # pydantic's own type error, which never shows the value here
+        raw = raw.strip()
+        if raw and (len(raw) != CLIENT_SECRET_LENGTH or not raw.isascii() or not raw.isprintable()):
+            raise ValueError(
+                f"Client Secret must be exactly {CLIENT_SECRET_LENGTH} characters (this one has {len(raw)}); "
+                "copy it from the Duo Web SDK application"
+            )
+        return SecretStr(raw)
+
+    @field_validator("api_hostname")
+    @classmethod
+    def _api_hostname(cls, value: str) -> str:
+        if not value:
+            return value
+        if "://" in value:
+            raise ValueError("API Hostname must not include a scheme: give api-XXXXXXXX.duosecurity.com, not https://...")
+        if any(char in value for char in "/?#@ \\"):
+            raise ValueError("API Hostname must be a host name only, without a path, e.g. api-XXXXXXXX.duosecurity.com")
+        host, _, port = value.partition(":")
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise ValueError("API Hostname has a port that is not a number from 1 to 65535")
+        if len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
+            raise ValueError("API Hostname is not a valid host name, e.g. api-XXXXXXXX.duosecurity.com")
+        return value.lower()
+
+    @field_validator("redirect_url")
+    @classmethod
+    def _redirect_url(cls, value: str) -> str:
+        if not value:
+            return value
+        url = urlsplit(value)
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise ValueError("Redirect URL must be an absolute https:// URL, e.g. https://portal.example.com/login/duo/callback")
+        if url.fragment:
+            raise ValueError("Redirect URL must not have a #fragment")
+        if url.scheme == "http" and not _is_loopback(url.hostname):
+            # duo_code and state travel in this URL: plain http only on the machine itself.
+            raise ValueError("Redirect URL must use https:// (plain http:// is allowed for localhost only)")
+        return value
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        path = Path(value.strip()).expanduser()
+        if not path.exists():
+            raise ValueError(f"CA bundle {str(path)!r} does not exist")
+        return str(path)
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> DuoSettings:
+        if self.clients or self.admins:
+            missing = [label for label, present in (
+                ("client_id (Client ID)", self.client_id),
+                ("client_secret (Client Secret)", self.client_secret.get_secret_value()),
+                ("api_hostname (API Hostname)", self.api_hostname),
+                ("redirect_url", self.redirect_url),
+            ) if not present]
+            if missing:
+                raise ValueError("the Duo module is enabled but these settings are empty: " + ", ".join(missing))
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.client_id and self.client_secret.get_secret_value() and self.api_hostname and self.redirect_url)
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+# -- outbound timeout ---------------------------------------------------------------
+#
+# duo_universal calls the module-level ``requests.post`` with no timeout, so a Duo that
+# accepts the connection and never answers would hold the login (and a worker) forever
+# (protocols.md §0.1). It offers no session or timeout argument, and
+# socket.setdefaulttimeout does not reach requests. So for the duration of *our* calls
+# only, the name ``requests`` inside ``duo_universal.client`` is pointed at a thin
+# stand-in whose ``post`` adds ``timeout=``; everything else is the real module.
+#
+# - The timeout is read from a ContextVar, so concurrent logins on other threads each
+#   get their own value, and a non-secmod caller of duo_universal running meanwhile
+#   (its context has no value) gets requests' behaviour unchanged.
+# - Installing and restoring are reference-counted under a lock, so overlapping calls
+#   cannot restore the stand-in "for good" or pull it from under each other; once the
+#   last call leaves, the library's global is exactly what it was.
+# - The hang test in tests/test_duo_module.py fails if a future duo_universal stops
+#   going through ``duo_universal.client.requests.post``.
+
+_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar("secmod_duo_http_timeout", default=None)
+_install_lock = threading.Lock()
+_installed = 0
+_saved: Any = None
+
+
+class _RequestsWithTimeout:
+    """What ``duo_universal.client`` sees as ``requests`` while a secmod call runs."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def post(self, *args: Any, **kwargs: Any) -> Any:
+        seconds = _timeout.get()
+        if seconds is not None and kwargs.get("timeout") is None:
+            kwargs["timeout"] = seconds
+        return self._real.post(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def http_timeout(seconds: float) -> Iterator[None]:
+    """Bound every HTTP request duo_universal makes in this block to ``seconds``."""
+    global _installed, _saved
+    token = _timeout.set(seconds)
+    with _install_lock:
+        if _installed == 0:
+            _saved = _duo_client.requests
+            _duo_client.requests = _RequestsWithTimeout(_saved)
+        _installed += 1
+    try:
+        yield
+    finally:
+        with _install_lock:
+            _installed -= 1
+            if _installed == 0:
+                _duo_client.requests = _saved
+                _saved = None
+        _timeout.reset(token)
+
+
+# -- logging ------------------------------------------------------------------------
+#
+# duo_universal sends the token exchange's parameters in the URL, and urllib3 logs
+# every request URL at DEBUG: an operator debugging TLS would write the duo_code and
+# the signed client assertion to the log. This filter cuts the query string off those
+# URLs in urllib3's records; every other record passes unchanged.
+
+_TOKEN_PATH = "/oauth/v1/token?"
+
+
+class _RedactTokenQuery(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(a, str) and _TOKEN_PATH in a for a in record.args):
+            record.args = tuple(
+                a.split("?", 1)[0] + "?[redacted]" if isinstance(a, str) and _TOKEN_PATH in a else a
+                for a in record.args
+            )
+        return True
+
+
+def _install_log_redaction() -> None:
+    target = logging.getLogger("urllib3.connectionpool")
+    if not any(isinstance(f, _RedactTokenQuery) for f in target.filters):
+        target.addFilter(_RedactTokenQuery())
+
+
+_install_log_redaction()
+
+
+# -- failures -----------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """A classified client failure.
+
+    :param reason: the audit code.
+    :param kind: ``refused`` (Duo or the token says no: counts towards the lockout),
+        ``outage`` (Duo could not be asked: the fail mode applies), ``provider`` (Duo
+        answered wrongly: not the person's fault, never fails open), ``config`` (our
+        settings are wrong: never fails open).
+    :param explain: plain words for the operator; never a secret, code or state.
+    """
+
+    reason: str
+    kind: Literal["refused", "outage", "provider", "config"]
+    explain: str
+
+
+def _classify(error: BaseException, settings: DuoSettings) -> _Failure:
+    """What a duo_universal failure means (the full map is protocols.md §1.7)."""
+    host = settings.api_hostname
+    # The client wraps causes in DuoException, health failures twice.
+    cause: Any = error
+    while isinstance(cause, duo_universal.DuoException) and cause.args and isinstance(cause.args[0], BaseException):
+        cause = cause.args[0]
+    payload = cause.args[0] if isinstance(cause, duo_universal.DuoException) and cause.args else cause
+
+    # requests: Timeout before ConnectionError (ConnectTimeout is both), SSLError too.
+    if isinstance(payload, requests.exceptions.Timeout):
+        return _Failure("timeout", "outage", f"{host} did not answer within {settings.http_timeout:g} s")
+    if isinstance(payload, requests.exceptions.SSLError):
+        return _Failure("tls_error", "provider",
+                        f"the TLS certificate of {host} could not be verified (behind TLS inspection? set ca_file)")
+    if isinstance(payload, requests.exceptions.ConnectionError):
+        return _Failure("unavailable", "outage", f"could not connect to {host}")
+    if isinstance(payload, requests.exceptions.RequestException):
+        return _Failure("unavailable", "outage", f"the request to {host} failed ({type(payload).__name__})")
+    if isinstance(payload, ValueError) and not isinstance(payload, duo_universal.DuoException):
+        # json.JSONDecodeError: an error page that is not JSON (a 5xx from a proxy),
+        # which the token exchange lets escape unwrapped (protocols.md §0.3).
+        return _Failure("provider_error", "outage", f"{host} answered with an error page that is not Duo's JSON")
+    if isinstance(payload, dict):
+        return _classify_body(payload, host)
+    if isinstance(payload, KeyError):
+        return _Failure("invalid_response", "provider", f"{host} answered without an id_token")
+    if payload == _duo_client.ERR_USERNAME:
+        return _Failure("username_mismatch", "refused", "the id_token is for another Duo user")
+    if payload == _duo_client.ERR_NONCE:
+        return _Failure("nonce_mismatch", "refused", "the id_token's nonce is not this login's")
+    if isinstance(payload, jwt.InvalidSignatureError):
+        return _Failure("bad_signature", "refused", "the id_token's signature does not match the Client Secret")
+    if isinstance(payload, jwt.ExpiredSignatureError | jwt.ImmatureSignatureError):
+        # Duo signs the token seconds before we read it: an expired or future one
+        # means this server's clock is off, which no user should be locked out for.
+        return _Failure("token_expired", "provider", "the id_token is expired or not yet valid: check this server's clock")
+    if isinstance(payload, jwt.InvalidTokenError):
+        return _Failure("invalid_token", "refused", f"the id_token was refused ({type(payload).__name__})")
+    return _Failure("duo_error", "provider", f"the Duo client failed ({type(payload).__name__})")
+
+
+def _classify_body(body: dict[str, Any], host: str) -> _Failure:
+    """A JSON error from Duo: OAuth errors from the token endpoint, stat FAIL elsewhere."""
+    error = str(body.get("error") or body.get("message") or "")
+    if error == "invalid_grant":
+        return _Failure("invalid_grant", "refused", "Duo does not know this code, or it was used already")
+    if error in ("invalid_client", "unauthorized_client", "invalid_request", "unsupported_grant_type", "invalid_scope"):
+        detail = str(body.get("error_description") or body.get("message_detail") or "")[:200]
+        return _Failure(error, "config", f"Duo refused the Client ID or Client Secret ({error}{': ' + detail if detail else ''})")
+    # A 5xx with a JSON body, or health_check's stat FAIL for any other reason.
+    detail = str(body.get("message_detail") or body.get("error_description") or error or "no detail")[:200]
+    return _Failure("provider_error", "outage", f"{host} reported a problem: {detail}")
+
+
+def _refusal(failure: _Failure, settings: DuoSettings) -> Verdict:
+    if failure.kind == "refused":
+        return Rejected(reason=failure.reason)  # the host adds WHMCS's text and attempts left
+    if failure.kind == "outage" and settings.fail_mode == "open":
+        log.warning("Duo is unreachable (%s) and fail_mode is open: letting the person in", failure.reason)
+        return Accepted(reason="fail_open")
+    log.warning("Duo login could not be checked: %s", failure.explain)
+    message = messages.DUO_UNAVAILABLE if failure.kind == "config" else messages.DUO_DISRUPTION
+    return Rejected(reason=failure.reason, message=message, counts=False)
+
+
+# -- helpers ------------------------------------------------------------------------
+
+def _client(settings: DuoSettings) -> duo_universal.Client:
+    if not settings.configured:
+        raise ModuleError(messages.DUO_UNAVAILABLE, reason="not_configured")
+    extra = {"duo_certs": settings.ca_file} if settings.ca_file else {}  # default: Duo's pinned CAs
+    return duo_universal.Client(
+        settings.client_id, settings.client_secret.get_secret_value(), settings.api_hostname,
+        settings.redirect_url, **extra,
+    )
+
+
+def _duo_username(settings: DuoSettings, user: User) -> str:
+    name = user.email.strip() if settings.username == "email" else user.id
+    if not name:
+        raise ModuleError(
+            "Duo Security needs an email address on your account. Please add one and try again.",
+            reason="no_email",
+        )
+    return name
+
+
+def _health_check(settings: DuoSettings) -> _Failure | None:
+    try:
+        client = _client(settings)
+        with http_timeout(settings.http_timeout):
+            client.health_check()
+    except ModuleError:
+        raise
+    except Exception as error:  # DuoException, and whatever escapes it unwrapped
+        return _classify(error, settings)
+    return None
+
+
+# -- hooks --------------------------------------------------------------------------
+
+@hookimpl
+def configure() -> ModuleInfo:
+    return ModuleInfo(
+        name="duo",
+        friendly_name="Duo Security",
+        short_description="Get codes via Duo Push, SMS or Phone Callback.",
+        description=(
+            "Duo's Universal Prompt: the person approves the login at Duo (push, SMS, phone "
+            "call) and is sent back. Needs a Duo \"Web SDK\" application."
+        ),
+        settings_model=DuoSettings,
+        redirects=True,
+    )
+
+
+@hookimpl
+def activate(request: ActivateRequest) -> Activation:
+    settings: DuoSettings = request.settings  # type: ignore[assignment]
+    if not settings.configured:
+        raise ModuleError(
+            "not configured: set client_id, client_secret, api_hostname and redirect_url in [modules.duo]",
+            reason="not_configured",
+        )
+    failure = _health_check(settings)
+    if failure is not None:
+        raise ModuleError(f"health check failed: {failure.explain}", reason=failure.reason)
+    return Activation(message=f"Duo health check passed at {settings.api_hostname}")
+
+
+@hookimpl
+def setup_user(request: SetupRequest) -> SetupComplete:
+    # As WHMCS: nothing to exchange here; Duo enrols the person at their first Duo login.
+    settings: DuoSettings = request.settings  # type: ignore[assignment]
+    return SetupComplete(state={"username": _duo_username(settings, request.user)},
+                         message=messages.DUO_SETUP_NEXT_LOGIN)
+
+
+@hookimpl
+def challenge(request: ChallengeRequest) -> Challenge:
+    settings: DuoSettings = request.settings  # type: ignore[assignment]
+    username = str(request.state.get("username") or _duo_username(settings, request.user))
+    failure = _health_check(settings)
+    if failure is not None:
+        if failure.kind == "outage" and settings.fail_mode == "open":
+            # No prompt to send the person to. verify() lets them in only if Duo is
+            # still down then; the decision is bound to this challenge by the host.
+            log.warning("Duo health check failed (%s); fail_mode is open", failure.reason)
+            return Challenge(
+                prompt=Prompt(message=FAIL_OPEN_NOTICE),
+                pending={"fail_open": True, "username": username, "issued_at": request.now},
+                expires_in=CHALLENGE_SECONDS,
+            )
+        log.warning("Duo health check failed: %s", failure.explain)
+        message = messages.DUO_UNAVAILABLE if failure.kind == "config" else messages.DUO_DISRUPTION
+        raise ModuleError(message, reason=failure.reason)
+    client = _client(settings)
+    state = client.generate_state()  # 36 characters; Duo accepts 16..1024
+    nonce = secrets.token_urlsafe(32)  # 43 characters; Duo accepts 17..1023
+    url = client.create_auth_url(username, state, nonce)
+    return Challenge(
+        prompt=Prompt(message=REDIRECT_NOTICE, redirect_url=url),
+        pending={"state": state, "nonce": nonce, "username": username, "issued_at": request.now},
+        expires_in=CHALLENGE_SECONDS,
+    )
+
+
+@hookimpl
+def verify(request: VerifyRequest) -> Verdict:
+    settings: DuoSettings = request.settings  # type: ignore[assignment]
+    try:
+        return _verify(settings, request)
+    except ModuleError as error:
+        return Rejected(reason=error.reason, message=error.message, counts=False)
+    except Exception as error:
+        # Whatever happens, the person gets a clear refusal, never a stack trace. The
+        # type only: exception texts may quote a code.
+        log.error("Duo verify failed unexpectedly: %s", type(error).__name__)
+        log.debug("Duo verify failure", exc_info=True)
+        return Rejected(reason="module_error", message=messages.DUO_UNAVAILABLE, counts=False)
+
+
+def _verify(settings: DuoSettings, request: VerifyRequest) -> Verdict:
+    pending = request.pending
+    if pending is None:
+        # No challenge for this answer: expired, already used (a replayed state), or
+        # started by somebody else (the host binds pending data to the person).
+        return Rejected(reason="no_challenge")
+    if request.now - float(pending.get("issued_at", 0)) > CHALLENGE_SECONDS:
+        return Rejected(reason="expired")
+    if pending.get("fail_open"):
+        return _verify_fail_open(settings)
+    answer = request.answer
+    error = answer.get("error")
+    if error:
+        # Duo's redirect carries error= when the prompt could not finish (the person
+        # cancelled, a policy refused). Only a short code goes to the audit.
+        code = error if _ERROR_CODE.match(error) else "other"
+        return Rejected(reason=f"duo_error:{code}")
+    state = answer.get("state") or ""
+    duo_code = answer.get("duo_code") or answer.get("code") or ""
+    if not state or not duo_code:
+        return Rejected(reason="malformed")
+    if not hmac.compare_digest(state.encode(), str(pending["state"]).encode()):
+        return Rejected(reason="state_mismatch")
+    client = _client(settings)
+    try:
+        with http_timeout(settings.http_timeout):
+            claims = client.exchange_authorization_code_for_2fa_result(
+                duo_code, str(pending["username"]), nonce=str(pending["nonce"])
+            )
+    except Exception as error:  # DuoException, and json.JSONDecodeError unwrapped
+        return _refusal(_classify(error, settings), settings)
+    result = claims.get("auth_result")
+    # duo_universal returns a correctly signed "deny" as if it were a success.
+    if not isinstance(result, dict) or result.get("status") != "allow":
+        return Rejected(reason="deny")
+    return Accepted(reason="ok")
+
+
+def _verify_fail_open(settings: DuoSettings) -> Verdict:
+    if settings.fail_mode != "open":  # switched back to closed since the challenge
+        return Rejected(reason="unavailable", message=messages.DUO_DISRUPTION, counts=False)
+    failure = _health_check(settings)
+    if failure is None:
+        # Duo is back: the person must go through it after all.
+        return Rejected(reason="duo_recovered", message="Duo Security is available again. Please log in again.",
+                        counts=False)
+    return _refusal(failure, settings)

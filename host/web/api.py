@@ -1,0 +1,276 @@
+"""The JSON API (``/api/v1``): secmod for host applications written in other languages.
+
+The host application keeps its own accounts and passwords, exactly as an embedded Python
+host would, and names the person in each call (``user``: id, audience, email). Every call
+needs ``Authorization: Bearer <[web] api_token>``. Every error is
+``{"error": {"code": "<stable code>", "message": "<text for a person>"}}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from secmod.hookspecs import Audience, Prompt, User
+from secmod.host import (
+    ChallengeStarted,
+    Enrolled,
+    LoginStep,
+    ModuleUnavailable,
+    NotEnrolled,
+    Outcome,
+    SetupExpired,
+    SetupStarted,
+    UnknownModule,
+    UserLocked,
+    VerifyResult,
+)
+
+__all__ = ["ApiError", "HTTP_CODES", "error_response", "router"]
+
+HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 422: "invalid_request"}
+
+
+class ApiError(Exception):
+    """An API failure with its HTTP status and stable code."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers)
+
+
+def require_token(request: Request) -> None:
+    token = request.app.state.web.host.settings.web.api_token
+    if not token:
+        raise ApiError(503, "api_disabled", "The JSON API is off: set [web] api_token in secmod.toml to turn it on.")
+    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), token.encode()):
+        raise ApiError(401, "unauthorized", "Send the API token as 'Authorization: Bearer <token>'.")
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="Stable: api_disabled, unauthorized, invalid_request, not_found, user_locked, "
+                                  "not_enrolled, module_unavailable, unknown_module, setup_expired")
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": text}
+    for status, text in {401: "missing or wrong API token", 422: "invalid request", 503: "API off or module unavailable"}.items()
+}
+
+router = APIRouter(prefix="/api/v1", tags=["two-factor"], dependencies=[Depends(require_token)], responses=ERRORS)
+
+
+class Person(BaseModel):
+    """The person, as the host application knows them (secmod stores only this id)."""
+
+    id: str = Field(min_length=1, max_length=255)
+    audience: Audience = Audience.CLIENT
+    email: str = Field("", max_length=255)
+    name: str = Field("", max_length=255)
+
+    def as_user(self) -> User:
+        return User(id=self.id, audience=self.audience, email=self.email, name=self.name)
+
+
+class UserRequest(BaseModel):
+    user: Person
+
+
+class VerifyRequest(UserRequest):
+    answer: dict[str, str] = Field(default_factory=dict, description="The prompt's fields, e.g. {\"code\": \"123456\"}")
+    challenge_id: str | None = Field(None, description="From /challenge; required by redirecting modules (Duo)")
+
+
+class SetupRequest(UserRequest):
+    module: str
+
+
+class SetupContinueRequest(UserRequest):
+    setup_id: str
+    answer: dict[str, str] = Field(default_factory=dict)
+
+
+class RecoverRequest(UserRequest):
+    method: str = Field("backup_code", description="backup_code (answer {\"code\"}), or a module's own (totp: resync)")
+    answer: dict[str, str] = Field(default_factory=dict)
+
+
+class DisableRequest(UserRequest):
+    actor: str = Field("api", max_length=200, description="Who did it, for the audit log")
+
+
+class FieldOut(BaseModel):
+    name: str
+    label: str
+    kind: str
+    placeholder: str = ""
+    max_length: int | None = None
+
+
+class ProvisioningOut(BaseModel):
+    secret: str
+    uri: str
+    qr_svg: str
+
+
+class PromptOut(BaseModel):
+    message: str
+    instructions: str = ""
+    fields: list[FieldOut] = []
+    redirect_url: str | None = None
+    provisioning: ProvisioningOut | None = Field(None, description="Only during setup: show it to its owner once")
+
+
+class LoginStateOut(BaseModel):
+    step: LoginStep
+    module: str | None
+    choices: list[str]
+    message: str
+
+
+class ChallengeOut(BaseModel):
+    challenge_id: str
+    module: str
+    prompt: PromptOut
+    expires_at: datetime
+
+
+class VerifyOut(BaseModel):
+    outcome: Outcome
+    module: str | None
+    message: str
+    reason: str
+    attempts_left: int | None
+    locked_until: datetime | None
+    detail: str
+    new_backup_codes: list[str]
+
+
+class SetupOut(BaseModel):
+    status: Literal["pending", "enrolled"]
+    module: str
+    setup_id: str | None = None
+    prompt: PromptOut | None = None
+    error: str = ""
+    detail: str = ""
+    backup_codes: list[str] = []
+    message: str = ""
+
+
+class DisableOut(BaseModel):
+    disabled: bool
+
+
+def _prompt(prompt: Prompt) -> PromptOut:
+    provisioning = prompt.provisioning
+    return PromptOut(
+        message=prompt.message, instructions=prompt.instructions, redirect_url=prompt.redirect_url,
+        fields=[FieldOut(**{k: getattr(f, k) for k in FieldOut.model_fields}) for f in prompt.fields],
+        provisioning=ProvisioningOut(secret=provisioning.secret, uri=provisioning.uri, qr_svg=provisioning.qr_svg)
+        if provisioning else None,
+    )
+
+
+def _verify_out(result: VerifyResult) -> VerifyOut:
+    values = {field.name: getattr(result, field.name) for field in dataclasses.fields(result)}
+    return VerifyOut(**{**values, "new_backup_codes": list(result.new_backup_codes)})
+
+
+def _setup_out(step: SetupStarted | Enrolled) -> SetupOut:
+    if isinstance(step, Enrolled):
+        return SetupOut(status="enrolled", module=step.module, backup_codes=list(step.backup_codes), message=step.message)
+    return SetupOut(status="pending", module=step.module, setup_id=step.setup_id, prompt=_prompt(step.prompt),
+                    error=step.error, detail=step.detail)
+
+
+def _host(request: Request):  # noqa: ANN202
+    return request.app.state.web.host
+
+
+@router.post("/login-state", response_model=LoginStateOut)
+def login_state(body: UserRequest, request: Request) -> LoginStateOut:
+    """After the password: is a second factor needed (``challenge``), must the person set one
+    up first (``must_set_up``, with the modules to choose from), or neither?"""
+    state = _host(request).login_state(body.user.as_user())
+    return LoginStateOut(step=state.step, module=state.module, choices=list(state.choices), message=state.message)
+
+
+@router.post("/challenge", response_model=ChallengeOut,
+             responses={409: {"model": ErrorResponse, "description": "not_enrolled"},
+                        423: {"model": ErrorResponse, "description": "user_locked (with locked_until)"}})
+def challenge(body: UserRequest, request: Request) -> ChallengeOut:
+    """Start the second factor: show ``prompt.fields``, or send the browser to ``prompt.redirect_url``."""
+    try:
+        started: ChallengeStarted = _host(request).begin_challenge(body.user.as_user())
+    except UserLocked as locked:
+        raise ApiError(423, "user_locked", str(locked), locked_until=locked.until.isoformat()) from None
+    except ModuleUnavailable as error:
+        raise ApiError(503, "module_unavailable", str(error)) from None
+    except NotEnrolled as error:
+        raise ApiError(409, "not_enrolled", str(error)) from None
+    return ChallengeOut(challenge_id=started.challenge_id, module=started.module, prompt=_prompt(started.prompt),
+                        expires_at=started.expires_at)
+
+
+@router.post("/verify", response_model=VerifyOut)
+def verify(body: VerifyRequest, request: Request) -> VerifyOut:
+    """Judge the answer. A wrong answer is not an HTTP error: ``outcome`` says
+    ``rejected`` (with ``attempts_left``) or ``locked`` (with ``locked_until``)."""
+    result = _host(request).verify(body.user.as_user(), body.answer, challenge_id=body.challenge_id)
+    return _verify_out(result)
+
+
+@router.post("/setup", response_model=SetupOut, responses={404: {"model": ErrorResponse, "description": "unknown_module"}})
+def begin_setup(body: SetupRequest, request: Request) -> SetupOut:
+    """Start enrolling with a module enabled for the person's audience."""
+    try:
+        return _setup_out(_host(request).begin_setup(body.user.as_user(), body.module))
+    except UnknownModule as error:
+        raise ApiError(404, "unknown_module", str(error)) from None
+    except ModuleUnavailable as error:
+        raise ApiError(503, "module_unavailable", str(error)) from None
+
+
+@router.post("/setup/continue", response_model=SetupOut,
+             responses={410: {"model": ErrorResponse, "description": "setup_expired"}})
+def continue_setup(body: SetupContinueRequest, request: Request) -> SetupOut:
+    """Send the person's answer; a wrong one returns the same step with ``error`` set."""
+    try:
+        return _setup_out(_host(request).continue_setup(body.user.as_user(), body.setup_id, body.answer))
+    except SetupExpired as error:
+        raise ApiError(410, "setup_expired", str(error)) from None
+    except ModuleUnavailable as error:
+        raise ApiError(503, "module_unavailable", str(error)) from None
+
+
+@router.post("/recover", response_model=VerifyOut, responses={404: {"model": ErrorResponse, "description": "unknown_module"}})
+def recover(body: RecoverRequest, request: Request) -> VerifyOut:
+    """Log in without the device: a backup code (the replacement is in ``new_backup_codes``;
+    show it once)."""
+    try:
+        return _verify_out(_host(request).recover(body.user.as_user(), body.answer, method=body.method))
+    except UnknownModule as error:
+        raise ApiError(404, "unknown_module", str(error)) from None
+
+
+@router.post("/disable", response_model=DisableOut)
+def disable(body: DisableRequest, request: Request) -> DisableOut:
+    """Remove the person's second factor; check their password (or your admin's right) first."""
+    return DisableOut(disabled=_host(request).disable(body.user.as_user(), actor=body.actor))

@@ -42,6 +42,7 @@ import hmac
 import html
 import json
 import secrets
+import signal
 import socket
 import ssl
 import string
@@ -559,12 +560,17 @@ def main(argv: list[str] | None = None) -> None:
     for key, value in table.items():
         print(f"{key} = {json.dumps(value)}")
     print("\nThese credentials and the CA are thrown away when the fake stops.", flush=True)
-    with fake:
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-    ca.close()
+    stop = threading.Event()
+    # SIGTERM too, so the throwaway CA folder is removed however the fake is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        with fake:
+            while not stop.wait(0.5):
+                pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ca.close()
 
 
 if __name__ == "__main__":

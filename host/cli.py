@@ -355,6 +355,23 @@ def serve(
     run_web_host(_state["config"], host=host, port=port)
 
 
+@app.command("new-module")
+@_one_line_errors
+def new_module(
+    name: str,
+    directory: Annotated[Path, typer.Option("--dir", help="Where to create secmod-NAME/.")] = Path("."),
+) -> None:
+    """Write a complete, installable module package secmod-NAME that passes its own tests."""
+    from .scaffold import write_module
+
+    try:
+        project = write_module(name, directory)
+    except (ValueError, FileExistsError) as error:
+        raise Failure(str(error)) from None
+    typer.echo(f"wrote {project}")
+    typer.echo(f"next: pip install -e '{project}[test]' && pytest {project}")
+
+
 def main() -> None:
     app()
 

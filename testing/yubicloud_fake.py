@@ -333,7 +333,7 @@ class FakeYubiCloud:
 
     def start(self) -> FakeYubiCloud:
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"yubicloud-fake:{self.port}", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=f"yubicloud-fake:{self.port}", daemon=True)
         self._thread.start()
         return self
 

@@ -169,7 +169,14 @@ class _Redact(logging.Filter):
 
 
 def install_log_redaction() -> None:
-    """Attach the redaction filter to yubico_client's logger (once)."""
-    logger = logging.getLogger("yubico.client")
-    if not any(isinstance(f, _Redact) for f in logger.filters):
-        logger.addFilter(_Redact())
+    """Attach the redaction filter to the loggers that see our request URLs (once).
+
+    Protocol 2.0 is a GET, so the OTP is in the URL: yubico_client logs it, and so
+    does urllib3 at DEBUG. An OTP that never reached a server (it was down) is still
+    a live credential, so both loggers get the filter; it only rewrites the
+    ``otp=``/``nonce=``/``h=`` values and OTP-shaped words of their messages.
+    """
+    for name in ("yubico.client", "urllib3.connectionpool"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Redact) for f in logger.filters):
+            logger.addFilter(_Redact())

@@ -134,8 +134,8 @@ def parse_key_export(text: str) -> dict[str, LocalKey]:
     for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
             continue
-        if number == 1 and any(cell.strip().lower() in {"public_id", "public id", "serial"} for cell in row):
-            continue
+        if any(cell.strip().lower() in {"public_id", "public id"} for cell in row):
+            continue  # a header line: no real key has that as its public id
         try:
             public_id, key = _from_row(row)
         except KeyImportError as error:

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 from secmod.hookspecs import Prompt, User
@@ -18,7 +19,7 @@ from secmod.hookspecs import Prompt, User
 from .clock import FakeClock
 from .contract import ModuleDriver
 
-__all__ = ["TotpDriver", "totp_code"]
+__all__ = ["DuoDriver", "TotpDriver", "totp_code"]
 
 
 def totp_code(secret: str, at: float, *, digits: int = 6, period: int = 30, digest: str = "sha1") -> str:
@@ -70,3 +71,36 @@ class TotpDriver(ModuleDriver):
         while str(candidate).zfill(self.digits) in near:
             candidate = (candidate + 1) % 10**self.digits
         return {"code": str(candidate).zfill(self.digits)}
+
+
+class DuoDriver(ModuleDriver):
+    """A person with the Duo app: Duo's prompt (the fake) approves and sends them back.
+
+    Enrolment needs no answer (Duo enrols people itself), so the suite's setup-answer
+    tests skip. The right answer is the query the browser brings back from Duo; a
+    wrong one carries the right ``state`` with a code Duo never issued.
+
+    :param fake: a running :class:`secmod.testing.duo_fake.FakeDuo`.
+    :param redirect_url: the module's ``redirect_url`` setting.
+    """
+
+    name = "duo"
+
+    def __init__(self, fake: Any, redirect_url: str = "https://portal.example.test/login/duo/callback") -> None:
+        self.fake = fake
+        self.redirect_url = redirect_url
+
+    def settings(self) -> dict[str, Any]:
+        return self.fake.settings(self.redirect_url)
+
+    def answer_challenge(self, prompt: Prompt, user: User) -> dict[str, str]:
+        assert prompt.redirect_url, "a Duo challenge sends the browser to Duo"
+        return self.fake.come_back(prompt.redirect_url)
+
+    def wrong_answer(self, prompt: Prompt, user: User) -> dict[str, str]:
+        answer = self.answer_challenge(prompt, user)
+        forged = "".join(reversed(answer["duo_code"]))
+        return {**answer, "duo_code": forged if forged != answer["duo_code"] else forged + "x"}
+
+    def secrets(self) -> Iterable[str]:
+        return [self.fake.client_secret]

@@ -1,0 +1,112 @@
+"""Web security: CSRF, cookies, session rotation, remember me, headers, no secrets shown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .conftest import PASSWORD, enable_totp, log_in, log_out, post, sign_up, totp_code
+
+SESSION = "secmod_session"
+
+
+def _set_cookie(response: Any) -> str:
+    headers = [value for name, value in response.headers.multi_items() if name == "set-cookie"]
+    [cookie] = [value for value in headers if value.startswith(SESSION)]
+    return cookie
+
+
+def test_forms_without_the_csrf_token_are_refused(client: Any) -> None:
+    sign_up(client)
+    for path, data in (("/logout", {}), ("/account/security/disable", {"password": PASSWORD}),
+                       ("/account/security/setup", {"module": "totp"})):
+        for token in ({}, {"csrf_token": "forged"}):
+            response = client.post(path, data={**data, **token})
+            assert response.status_code == 403, path
+            assert "This form has expired" in response.text
+    assert client.get("/clientarea").url.path == "/clientarea"  # still logged in
+
+
+def test_login_needs_the_csrf_token_too(client: Any) -> None:
+    sign_up(client)
+    log_out(client)
+    response = client.post("/login", data={"email": "ada@example.com", "password": PASSWORD})
+    assert response.status_code == 403
+
+
+def test_security_headers(client: Any) -> None:
+    for path in ("/login", "/api/v1/login-state", "/static/site.css"):
+        response = client.get(path)
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'none'" in csp and "'unsafe-inline'" not in csp
+        assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["referrer-policy"] == "same-origin"
+    assert client.get("/login").headers["cache-control"] == "no-store"
+
+
+def test_pages_have_no_script(client: Any, fake_clock: Any) -> None:
+    sign_up(client)
+    page = post(client, "/account/security/setup", {"module": "totp"}, page="/account/security")
+    assert "<script" not in page.text.lower() and " on" + "click" not in page.text.lower()
+
+
+def test_session_cookie_flags_and_rotation(client: Any, fake_clock: Any) -> None:
+    sign_up(client)
+    secret, _ = enable_totp(client, fake_clock)
+    log_out(client)
+    client.get("/login")
+    anonymous = client.cookies[SESSION]
+    password_step = post(client, "/login", {"email": "ada@example.com", "password": PASSWORD}, follow_redirects=False)
+    cookie = _set_cookie(password_step)
+    assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age" not in cookie
+    after_password = client.cookies[SESSION]
+    assert after_password != anonymous
+
+    fake_clock.advance(30)
+    second = post(client, "/login/2fa", {"code": totp_code(secret, fake_clock)}, page="/login/2fa",
+                  follow_redirects=False)
+    assert second.headers["location"] == "/clientarea"
+    assert client.cookies[SESSION] != after_password
+
+    # The id from before the second factor no longer opens anything.
+    client.cookies.clear()
+    client.cookies.set(SESSION, after_password)
+    assert client.get("/clientarea", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_remember_me_is_honoured_only_after_the_second_factor(client: Any, fake_clock: Any) -> None:
+    sign_up(client)
+    secret, _ = enable_totp(client, fake_clock)
+    log_out(client)
+    password_step = log_in(client, remember=True)
+    assert password_step.url.path == "/login/2fa"
+    assert "Max-Age" not in _set_cookie(password_step.history[0])
+    fake_clock.advance(30)
+    second = post(client, "/login/2fa", {"code": totp_code(secret, fake_clock)}, page="/login/2fa",
+                  follow_redirects=False)
+    assert "Max-Age=2592000" in _set_cookie(second)
+
+
+def test_secure_cookies_when_configured(config_file: Any, fake_clock: Any) -> None:
+    from secmod.host.web import create_app
+
+    from .conftest import TestClient
+
+    config_file.write_text(config_file.read_text() + "secure_cookies = true\n")
+    app = create_app(config_file, host_kwargs={"clock": fake_clock})
+    try:
+        with TestClient(app, base_url="https://testserver") as client:
+            assert "Secure" in _set_cookie(client.get("/login"))
+    finally:
+        app.state.web.close()
+
+
+def test_the_secret_is_shown_only_during_setup(client: Any, fake_clock: Any) -> None:
+    sign_up(client)
+    secret, backup = enable_totp(client, fake_clock)
+    for path in ("/clientarea", "/account/security"):
+        page = client.get(path).text
+        assert secret not in page and backup not in page
+    log_out(client)
+    challenge = log_in(client).text
+    assert secret not in challenge

@@ -332,12 +332,13 @@ def _classify(error: BaseException, settings: DuoSettings) -> _Failure:
                         f"the TLS certificate of {host} could not be verified (behind TLS inspection? set ca_file)")
     if isinstance(payload, requests.exceptions.ConnectionError):
         return _Failure("unavailable", "outage", f"could not connect to {host}")
+    if isinstance(payload, ValueError):
+        # json.JSONDecodeError: an error page that is not JSON (a 5xx from a proxy),
+        # which the token exchange lets escape unwrapped (protocols.md §0.3); also
+        # requests' own JSONDecodeError for a 200 that is not JSON, hence before the next.
+        return _Failure("provider_error", "outage", f"{host} answered with an error page that is not Duo's JSON")
     if isinstance(payload, requests.exceptions.RequestException):
         return _Failure("unavailable", "outage", f"the request to {host} failed ({type(payload).__name__})")
-    if isinstance(payload, ValueError) and not isinstance(payload, duo_universal.DuoException):
-        # json.JSONDecodeError: an error page that is not JSON (a 5xx from a proxy),
-        # which the token exchange lets escape unwrapped (protocols.md §0.3).
-        return _Failure("provider_error", "outage", f"{host} answered with an error page that is not Duo's JSON")
     if isinstance(payload, dict):
         return _classify_body(payload, host)
     if isinstance(payload, KeyError):
@@ -516,7 +517,7 @@ def _verify(settings: DuoSettings, request: VerifyRequest) -> Verdict:
         code = error if _ERROR_CODE.match(error) else "other"
         return Rejected(reason=f"duo_error:{code}")
     state = answer.get("state") or ""
-    duo_code = answer.get("duo_code") or answer.get("code") or ""
+    duo_code = answer.get("duo_code") or ""
     if not state or not duo_code:
         return Rejected(reason="malformed")
     if not hmac.compare_digest(state.encode(), str(pending["state"]).encode()):

@@ -92,6 +92,10 @@ def test_plain_http_redirect_is_allowed_on_loopback_only():
     assert DuoSettings(**{**GOOD, "redirect_url": "http://127.0.0.1:8000/login/duo/callback"}).redirect_url
 
 
+def test_unknown_keys_are_refused_as_for_every_module():
+    assert "Extra inputs are not permitted" in refused(integration_key="DIABCDEFGHIJKLMNOPQR")
+
+
 def test_fail_mode_and_username_are_closed_lists():
     assert "fail_mode" in refused(fail_mode="maybe")
     assert "username" in refused(username="phone")

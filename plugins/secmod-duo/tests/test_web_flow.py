@@ -1,0 +1,92 @@
+"""A person logs in with Duo through the reference web host, the real client and the fake."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import warnings
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+pytest.importorskip("fastapi")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # starlette's import-time notice about httpx
+    from starlette.testclient import TestClient
+
+from secmod.hookspecs import messages
+from secmod.host.web import create_app
+
+PASSWORD = "correct horse battery"
+BASE_URL = "http://localhost"
+_CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def write_config(tmp_path: Path, duo: dict) -> Path:
+    lines = [
+        'database_url = "sqlite:///secmod.db"',
+        "[loading]", 'allow = ["duo"]',
+        "[sealing]", 'key_file = "secmod.keys"',
+        "[web]", f'base_url = "{BASE_URL}"', 'session_secret = "test-session-secret"',
+        "[modules.duo]", *(f"{key} = {json.dumps(value)}" for key, value in duo.items()),
+    ]
+    path = tmp_path / "secmod.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def post(client: TestClient, path: str, data: dict, *, page: str, follow: bool = True):
+    token = _CSRF.search(client.get(page).text)
+    assert token, f"no CSRF token on {page}"
+    return client.post(path, data={"csrf_token": token.group(1), **data}, follow_redirects=follow)
+
+
+@pytest.fixture
+def web_client(tmp_path, fake):
+    # The web host serves Duo's callback at {web.base_url}/login/duo/callback (docs/duo.md).
+    config = write_config(tmp_path, fake.settings(f"{BASE_URL}/login/duo/callback", clients=True))
+    app = create_app(config)
+    with TestClient(app, base_url=BASE_URL) as client:
+        yield client
+    app.state.web.close()
+
+
+def sign_up_and_enable_duo(client: TestClient) -> None:
+    post(client, "/register", {"email": "ada@example.com", "name": "Ada", "password": PASSWORD,
+                               "password_confirm": PASSWORD}, page="/register")
+    done = post(client, "/account/security/setup", {"module": "duo"}, page="/account/security")
+    assert messages.DUO_SETUP_NEXT_LOGIN in html.unescape(done.text)
+    post(client, "/logout", {}, page="/clientarea")
+
+
+def log_in(client: TestClient):
+    return post(client, "/login", {"email": "ada@example.com", "password": PASSWORD}, page="/login", follow=False)
+
+
+def test_log_in_through_duo(web_client, fake):
+    sign_up_and_enable_duo(web_client)
+    response = log_in(web_client)
+    while response.status_code in (302, 303) and urlsplit(response.headers["location"]).netloc in ("", "localhost"):
+        response = web_client.get(response.headers["location"], follow_redirects=False)
+    duo_url = response.headers["location"]
+    assert duo_url.startswith(f"https://{fake.api_hostname}/oauth/v1/authorize?")
+    back = fake.come_back(duo_url)  # the browser at Duo, approved
+    landed = web_client.get("/login/duo/callback", params=back)
+    assert landed.status_code == 200
+    assert urlsplit(str(landed.url)).path == "/clientarea"
+    assert fake.calls["token"] == 1
+
+
+def test_a_denied_login_stays_out(web_client, fake):
+    sign_up_and_enable_duo(web_client)
+    response = log_in(web_client)
+    while response.status_code in (302, 303) and urlsplit(response.headers["location"]).netloc in ("", "localhost"):
+        response = web_client.get(response.headers["location"], follow_redirects=False)
+    back = fake.come_back(response.headers["location"])
+    fake.token = "deny"
+    refused = web_client.get("/login/duo/callback", params=back)
+    assert refused.status_code == 401
+    assert "The second factor you supplied was incorrect" in html.unescape(refused.text)
+    assert web_client.get("/clientarea", follow_redirects=False).status_code in (302, 303)

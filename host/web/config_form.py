@@ -32,8 +32,9 @@ STATUS_KEYS = ("clients", "admins")
 class SettingInput:
     """One input of the generated form.
 
-    :param kind: ``checkbox``, ``number``, ``select``, ``secret``, ``text``, or
-        ``unsupported`` (a type the form cannot edit: shown, edited in the file).
+    :param kind: ``checkbox``, ``number``, ``select``, ``secret``, ``text``, ``list`` (of
+        text, comma-separated), or ``unsupported`` (a type the form cannot edit: its value
+        is not shown, since it may hold keys, and is kept as it is).
     :param value: the current value as text; always empty for secrets.
     :param is_set: for secrets, whether a value is stored.
     """
@@ -82,8 +83,10 @@ def describe_inputs(model: type[ModuleSettings], current: ModuleSettings) -> lis
             inputs.append(SettingInput(kind="select", value="" if value is None else str(value), options=options, **common))
         elif annotation is str:
             inputs.append(SettingInput(kind="text", value="" if value is None else value, **common))
+        elif annotation == list[str]:
+            inputs.append(SettingInput(kind="list", value=", ".join(value or ()), **common))
         else:
-            inputs.append(SettingInput(kind="unsupported", value=repr(value), **common))
+            inputs.append(SettingInput(kind="unsupported", **common))
     return inputs
 
 
@@ -112,7 +115,9 @@ def read_form(
             if item.name in current.model_fields_set:
                 raw[item.name] = getattr(current, item.name)
         elif sent:
-            if item.kind == "select":
+            if item.kind == "list":
+                raw[item.name] = [part.strip() for part in sent.split(",") if part.strip()]
+            elif item.kind == "select":
                 # Literal options may be numbers: give back the option itself, not its text.
                 raw[item.name] = next((o for o in typing.get_args(annotation) if str(o) == sent), sent)
             else:

@@ -38,6 +38,7 @@ from .app import Redirect, flash, render, require_csrf, session_of, web_of
 
 router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
 
+DUO_CALLBACK = "/login/duo/callback"
 LOGIN_FAILED = "Login Details Incorrect. Please try again."
 MIN_PASSWORD_LENGTH = 8
 
@@ -305,7 +306,7 @@ def _second_factor_answer(request: Request, area: Area) -> Response:
     return _judge(request, area, {name: str(form.get(name, "")) for name in slot.get("fields", [])})
 
 
-@router.get("/login/duo/callback")
+@router.get(DUO_CALLBACK)
 def duo_callback(request: Request) -> Response:
     """Where Duo sends the browser back (``{base_url}/login/duo/callback``), for either area.
 

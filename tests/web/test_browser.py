@@ -1,0 +1,233 @@
+"""The web host in a real browser: Debian's headless Chromium driven by Playwright.
+
+Each test runs the app with uvicorn on 127.0.0.1 (an ephemeral port) over a temporary
+secmod.toml, and saves a screenshot of where it ended under ``test-artifacts/``.
+The host's clock is a fake one the test moves, so a TOTP code used at enrolment is never
+mistaken for the next login's.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+
+from secmod.hookspecs import messages
+from secmod.host.web import create_app, ensure_first_admin
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+PASSWORD = "correct horse battery"
+ADMIN_PASSWORD = "admin password 123"
+
+
+@dataclass
+class LiveHost:
+    url: str
+    web: Any
+    config_file: Path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not CHROMIUM.exists():
+        reason = f"{CHROMIUM} is missing: apt-get install chromium (the CI script does)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    # The fake Duo serves HTTPS with a throwaway CA the browser does not know.
+    context = browser.new_context(ignore_https_errors=True)
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    yield tab
+    ARTIFACTS.mkdir(exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+@pytest.fixture
+def start_host(tmp_path: Path, fake_clock: Any) -> Iterator[Callable[..., LiveHost]]:
+    """Run the web host; ``extra_toml`` is appended to its secmod.toml."""
+    import uvicorn
+
+    running: list[tuple[Any, threading.Thread, Any]] = []
+    fake_clock.now = float(int(time.time()) // 30 * 30)  # near real time: the browser's cookies expire by it
+
+    def start(extra_toml: str = "", *, before_start: Callable[[str], str] | None = None) -> LiveHost:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        if before_start is not None:
+            extra_toml += before_start(url)
+        config = tmp_path / "secmod.toml"
+        config.write_text(
+            f'database_url = "sqlite:///secmod.db"\n\n[sealing]\nkey_file = "secmod.keys"\n\n'
+            f'[web]\nbase_url = "{url}"\nsession_secret = "browser-tests"\n\n{extra_toml}'
+        )
+        app = create_app(config, host_kwargs={"clock": fake_clock})
+        ensure_first_admin(app.state.web.accounts, environ={"SECMOD_ADMIN_PASSWORD": ADMIN_PASSWORD}, echo=lambda _: None)
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        running.append((server, thread, app))
+        return LiveHost(url=url, web=app.state.web, config_file=config)
+
+    yield start
+    for server, thread, app in running:
+        server.should_exit = True
+        thread.join(timeout=10)
+        app.state.web.close()
+
+
+def shot(page: Any, name: str) -> None:
+    """A screenshot of a page worth looking at (the README's tour uses the same names)."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"page-{name}.png"), full_page=True)
+
+
+def sign_up(page: Any, host: LiveHost, email: str) -> None:
+    page.goto(f"{host.url}/register")
+    page.fill("#name", email.split("@")[0].capitalize())
+    page.fill("#email", email)
+    page.fill("#password", PASSWORD)
+    page.fill("#password_confirm", PASSWORD)
+    page.click("button:has-text('Register')")
+
+
+def log_in(page: Any, host: LiveHost, email: str, *, admin: bool = False) -> None:
+    page.goto(f"{host.url}{'/admin' if admin else ''}/login")
+    page.fill("#email", email)
+    page.fill("#password", ADMIN_PASSWORD if admin else PASSWORD)
+    page.click("button:has-text('Login')")
+
+
+def log_out(page: Any) -> None:
+    page.click("button:has-text('Logout')")
+    page.wait_for_url(re.compile(r"/login$"))
+
+
+def enable_totp(page: Any, host: LiveHost, clock: Any) -> tuple[str, str]:
+    """From the security page: choose Time Based Tokens, read the secret, confirm a code."""
+    page.goto(f"{host.url}/account/security")
+    page.click("li:has-text('Time Based Tokens') button:has-text('Get Started')")
+    assert page.locator(".qr svg").is_visible()
+    secret = page.inner_text("#setup-secret").strip()
+    shot(page, "setup-totp")
+    page.fill("#field-code", pyotp.TOTP(secret).at(clock()))
+    page.click("button:has-text('Submit')")
+    assert page.locator("h1").inner_text() == messages.ENABLED
+    shot(page, "enrolled")
+    return secret, page.inner_text(".backup-code").strip()
+
+
+def test_client_enables_totp_and_logs_back_in_with_a_code(page: Any, start_host: Any, fake_clock: Any) -> None:
+    host = start_host()
+    sign_up(page, host, "ada@example.com")
+    page.wait_for_url(re.compile(r"/clientarea$"))
+    secret, _ = enable_totp(page, host, fake_clock)
+    page.click("a:has-text('Continue')")
+    log_out(page)
+
+    log_in(page, host, "ada@example.com")
+    page.wait_for_url(re.compile(r"/login/2fa$"))
+    assert messages.SECOND_FACTOR_REQUIRED_CLIENT in page.inner_text("main")
+    shot(page, "second-factor")
+    fake_clock.advance(30)
+    page.fill("#field-code", pyotp.TOTP(secret).at(fake_clock()))
+    page.click("button:has-text('Login')")
+    page.wait_for_url(re.compile(r"/clientarea$"))
+    assert page.inner_text("#two-factor-status") == "enabled"
+    shot(page, "clientarea")
+
+
+def test_wrong_code_shows_attempts_remaining(page: Any, start_host: Any, fake_clock: Any) -> None:
+    host = start_host()
+    sign_up(page, host, "grace@example.com")
+    enable_totp(page, host, fake_clock)
+    page.goto(f"{host.url}/clientarea")
+    log_out(page)
+    log_in(page, host, "grace@example.com")
+    page.fill("#field-code", "000000")
+    page.click("button:has-text('Login')")
+    assert messages.WRONG_FACTOR_CLIENT.format(attempts=4) in page.inner_text(".alert.error")
+    shot(page, "wrong-code")
+
+
+def test_backup_code_login_shows_a_new_code(page: Any, start_host: Any, fake_clock: Any) -> None:
+    host = start_host()
+    sign_up(page, host, "hedy@example.com")
+    _, backup = enable_totp(page, host, fake_clock)
+    page.goto(f"{host.url}/clientarea")
+    log_out(page)
+    log_in(page, host, "hedy@example.com")
+    page.click(f"a:has-text('{messages.LOGIN_USING_BACKUP_CODE}')")
+    page.fill("#code", backup)
+    page.click("button:has-text('Login')")
+    fresh = page.inner_text("#new-backup-code").strip()
+    assert fresh and fresh != backup
+    assert messages.BACKUP_LOGIN_OK in page.inner_text("main")
+    shot(page, "backup-code")
+    page.click("a:has-text('Continue')")
+    page.wait_for_url(re.compile(r"/clientarea$"))
+
+
+def test_admin_activates_a_module_and_forces_clients_to_set_up(page: Any, start_host: Any, fake_clock: Any) -> None:
+    from secmod.testing.yubicloud_fake import FakeYubiCloud
+
+    with FakeYubiCloud() as cloud:
+        host = start_host()
+        log_in(page, host, "admin@localhost", admin=True)
+        page.wait_for_url(re.compile(r"/admin/2fa$"))
+        assert "Server time:" in page.inner_text("header")
+        shot(page, "admin-two-factor")
+        page.click("#module-yubikey a:has-text('Activate')")
+        page.check("input[name=clients]")
+        page.fill("#setting-client_id", cloud.client_id)
+        page.fill("#setting-secret_key", cloud.api_key)
+        page.fill("#setting-api_urls", cloud.url)
+        shot(page, "admin-module")
+        page.click("button:has-text('Save Changes')")
+        page.wait_for_url(re.compile(r"/admin/2fa$"))
+        assert page.inner_text("#module-yubikey").count("On") == 1
+        page.check("input[name=force_clients]")
+        page.click("form[action='/admin/2fa/global'] button")
+        assert "Global Two-Factor Authentication Settings saved." in page.inner_text("main")
+        assert cloud.api_key not in host.config_file.read_text()
+        log_out(page)
+
+        sign_up(page, host, "katherine@example.com")
+        page.wait_for_url(re.compile(r"/account/security$"))
+        assert messages.FORCED_CLIENT in page.inner_text("main")
+        assert "YubiKey" in page.inner_text("ul.choices") and "Time Based Tokens" in page.inner_text("ul.choices")
+        shot(page, "forced-setup")
+        page.goto(f"{host.url}/clientarea")
+        page.wait_for_url(re.compile(r"/account/security$"))  # nothing else until set up

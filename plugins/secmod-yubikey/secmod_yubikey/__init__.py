@@ -83,9 +83,16 @@ TOUCH_KEY_INSTRUCTIONS = (
 OTP_FIELD_LABEL = "YubiKey"
 OTP_PLACEHOLDER = "Yubico Key"
 ENTER_OTP = "Enter a hardware-based token value."
-TOO_MANY_KEYS = "You already have the most YubiKeys allowed ({count}). Disable two-factor authentication and set it up again to change them."
+TOO_MANY_KEYS = (
+    "You already have the most YubiKeys allowed ({count}). "
+    "Disable two-factor authentication and set it up again to change them."
+)
 NOT_IMPORTED = "This YubiKey is not registered with this site. Ask the site administrator to import it."
-SERVICE_DOWN = "The YubiKey validation service could not be reached. Try again shortly, or log in with your backup code."
+# Not the person's fault (service down, or our settings wrong): say so, and where to go.
+SERVICE_DOWN = (
+    "The YubiKey validation service is not available right now. "
+    "Try again shortly, or log in with your backup code."
+)
 
 
 class YubikeySettings(ModuleSettings):
@@ -210,7 +217,9 @@ def _cloud_counters(answer: cloud.CloudAnswer) -> tuple[int, int] | None:
     return (int(usage), int(session)) if usage.isdigit() and session.isdigit() else None
 
 
-def _check(settings: YubikeySettings, otp: str, last: tuple[int, int] | None) -> tuple[str, bool, tuple[int, int] | None]:
+def _check(
+    settings: YubikeySettings, otp: str, last: tuple[int, int] | None
+) -> tuple[str, bool, tuple[int, int] | None]:
     """Validate one cleaned OTP: (reason, counts, new counters). ``reason == "ok"`` accepts."""
     if settings.mode == "local":
         key = settings.keys.get(public_id_of(otp))
@@ -274,18 +283,26 @@ def activate(request: ActivateRequest) -> Activation:
     # proves it is reachable and knows our client id and secret key, and burns nothing.
     answer = _ask_cloud(settings, "c" * 44)
     if "BAD_OTP" in answer.statuses and not (set(answer.statuses) & {"NO_SUCH_CLIENT", "BAD_SIGNATURE"}):
-        return Activation(message=f"Validation server answered for client id {settings.client_id}; the secret key checks out.")
+        return Activation(
+            message=f"Validation server answered for client id {settings.client_id}; the secret key checks out."
+        )
     if "NO_SUCH_CLIENT" in answer.statuses:
         raise ModuleError(f"The validation server does not know client id {settings.client_id}.", reason="config")
     if "BAD_SIGNATURE" in answer.statuses or answer.reason == "bad_response":
         raise ModuleError("The validation server does not accept the secret key for this client id.", reason="config")
     if answer.reason == "unavailable":
-        raise ModuleError("No validation server answered (check api_urls, the network and ca_file).", reason="unavailable")
-    raise ModuleError(f"Unexpected answer from the validation server ({', '.join(answer.statuses) or answer.reason}).", reason="config")
+        raise ModuleError(
+            "No validation server answered (check api_urls, the network and ca_file).", reason="unavailable"
+        )
+    said = ", ".join(answer.statuses) or answer.reason
+    raise ModuleError(f"Unexpected answer from the validation server ({said}).", reason="config")
 
 
 def _otp_field() -> Field:
-    return Field(name="otp", label=OTP_FIELD_LABEL, kind="password", placeholder=OTP_PLACEHOLDER, max_length=64, autocomplete="off")
+    return Field(
+        name="otp", label=OTP_FIELD_LABEL, kind="password", placeholder=OTP_PLACEHOLDER,
+        max_length=64, autocomplete="off",
+    )
 
 
 @hookimpl

@@ -166,6 +166,8 @@ def test_server_down_does_not_count(cloud: FakeYubiCloud, yubikey_host: Any, ada
     elif how == "http_503":
         cloud.http_status = 503
     else:
+        # Longer than timeout=1: yubico_client gives up after 1 s. Its request thread is
+        # not a daemon and lives until requests' own 1 s timeout, so keep both short.
         cloud.delay = 1.5
     for _ in range(6):  # more than the lockout allows: none of it is the person's fault
         result = login(host, ada, key.press())

@@ -231,3 +231,56 @@ def test_admin_activates_a_module_and_forces_clients_to_set_up(page: Any, start_
         shot(page, "forced-setup")
         page.goto(f"{host.url}/clientarea")
         page.wait_for_url(re.compile(r"/account/security$"))  # nothing else until set up
+
+
+def _modules_toml(name: str, settings: dict[str, Any]) -> str:
+    import tomlkit
+
+    return tomlkit.dumps({"modules": {name: settings}})
+
+
+def test_duo_login_goes_to_duo_and_back(page: Any, start_host: Any) -> None:
+    from secmod.testing.duo_fake import FakeDuo
+
+    with FakeDuo(interactive=True) as duo:
+        host = start_host(before_start=lambda url: _modules_toml(
+            "duo", duo.settings(f"{url}/login/duo/callback", clients=True)))
+        sign_up(page, host, "mary@example.com")
+        page.goto(f"{host.url}/account/security")
+        page.click("li:has-text('Duo Security') button:has-text('Get Started')")
+        assert messages.DUO_SETUP_NEXT_LOGIN in page.inner_text("main")
+        page.click("a:has-text('Continue')")
+        log_out(page)
+
+        log_in(page, host, "mary@example.com")
+        page.wait_for_url(re.compile(rf"^https://{re.escape(duo.api_hostname)}/oauth/v1/authorize"))
+        assert "mary@example.com" in page.inner_text("body")
+        shot(page, "duo-prompt")
+        page.click("button:has-text('Approve')")
+        page.wait_for_url(re.compile(rf"^{re.escape(host.url)}/clientarea$"))
+        assert page.inner_text("#two-factor-status") == "enabled"
+        assert duo.calls["token"] == 1  # the code was exchanged, not just the state trusted
+
+
+def test_yubikey_login_with_the_software_key(page: Any, start_host: Any) -> None:
+    from secmod.testing.yubicloud_fake import FakeYubiCloud
+
+    with FakeYubiCloud() as cloud:
+        key = cloud.new_key()
+        host = start_host(_modules_toml("yubikey", cloud.settings(clients=True)))
+        sign_up(page, host, "radia@example.com")
+        page.goto(f"{host.url}/account/security")
+        page.click("li:has-text('YubiKey') button:has-text('Get Started')")
+        page.fill("#field-otp", key.press())
+        page.click("button:has-text('Submit')")
+        assert messages.YUBICO_SAVED in page.inner_text("main")
+        page.click("a:has-text('Continue')")
+        log_out(page)
+
+        log_in(page, host, "radia@example.com")
+        page.wait_for_url(re.compile(r"/login/2fa$"))
+        page.fill("#field-otp", key.press())
+        shot(page, "yubikey-challenge")
+        page.click("button:has-text('Login')")
+        page.wait_for_url(re.compile(r"/clientarea$"))
+        assert page.inner_text("#two-factor-status") == "enabled"

@@ -279,9 +279,12 @@ def activate(request: ActivateRequest) -> Activation:
         return Activation(message=f"Local validation with {len(settings.keys)} imported YubiKey(s).")
     if settings.client_id is None or settings.secret_key is None:
         raise ModuleError("cloud mode needs client_id and secret_key", reason="config")
-    # An OTP no key can have: the server must answer BAD_OTP, signed with our key. That
-    # proves it is reachable and knows our client id and secret key, and burns nothing.
-    answer = _ask_cloud(settings, "c" * 44)
+    # An OTP that will not validate (its token fails the CRC under a key's AES secret but
+    # for a 1 in 65536 chance, and then also needs the private id): the server must
+    # answer BAD_OTP, signed with our key. That proves it is reachable and
+    # knows our client id and secret key, and spends nobody's OTP. ("v" is not on the
+    # Dvorak list, so ykval does not remap it.)
+    answer = _ask_cloud(settings, "c" * 12 + "v" * 32)
     if "BAD_OTP" in answer.statuses and not (set(answer.statuses) & {"NO_SUCH_CLIENT", "BAD_SIGNATURE"}):
         return Activation(
             message=f"Validation server answered for client id {settings.client_id}; the secret key checks out."

@@ -297,13 +297,19 @@ class Host:
     # -- enrolment -----------------------------------------------------------------
 
     def begin_setup(self, user: User, module_name: str) -> SetupStarted | Enrolled:
-        """Start enrolling ``user`` with a module enabled for their audience."""
+        """Start enrolling ``user`` with a module enabled for their audience.
+
+        Enrolling again with the module the person already has hands the module their
+        current state (a YubiKey user adding a second key); on success that state is
+        replaced in place and the backup codes are kept. Switching to another module
+        replaces the enrolment and issues new backup codes, as WHMCS does.
+        """
         module = self.module(module_name)
         settings = self.module_settings[module.name]
         if not settings.enabled_for(user.audience):
             raise UnknownModule(f"module {module.name!r} is not enabled for {user.audience.value}s")
         now = self.clock()
-        request = SetupRequest(settings=settings, user=user, now=now)
+        request = SetupRequest(settings=settings, user=user, now=now, state=self._current_state(user, module.name))
         step = self._call_setup(module, user, request)
         if isinstance(step, SetupComplete):
             return self._enrol(user, module.name, step, setup_token=None, now=now)
@@ -335,6 +341,7 @@ class Host:
         request = SetupRequest(
             settings=self.module_settings[module.name], user=user, now=now,
             answer={k: str(v) for k, v in answer.items()}, pending=saved["pending"],
+            state=self._current_state(user, module.name),
         )
         try:
             step = self._call_setup(module, user, request, reraise_module_error=True)
@@ -347,6 +354,10 @@ class Host:
         with self.engine.begin() as conn:
             conn.execute(_pending.update().where(_pending.c.id == _token_id(setup_id)).values(data=data))
         return SetupStarted(setup_id=setup_id, module=module.name, prompt=step.prompt)
+
+    def _current_state(self, user: User, module: str) -> dict[str, Any] | None:
+        stored = self._load(user)
+        return self._open_state(user, stored) if stored is not None and stored.module == module else None
 
     def _call_setup(
         self, module: LoadedModule, user: User, request: SetupRequest, *, reraise_module_error: bool = False
@@ -384,6 +395,13 @@ class Host:
                 if taken != 1:
                     raise SetupExpired("This setup step has expired or was already used. Please start again.")
             previous = conn.execute(sa.select(_enrolment.c.module).where(*self._who(_enrolment, user))).scalar()
+            if previous == module:
+                conn.execute(
+                    _enrolment.update().where(*self._who(_enrolment, user))
+                    .values(state=state, version=_enrolment.c.version + 1, updated_at=now)
+                )
+                self._audit(conn, user, module, "enrol", "ok", "updated", now=now)
+                return Enrolled(module=module, backup_codes=(), message=step.message)
             conn.execute(_enrolment.delete().where(*self._who(_enrolment, user)))
             conn.execute(
                 _enrolment.insert().values(

@@ -55,7 +55,11 @@ class SetupStarted:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Enrolled:
-    """Enrolment finished; ``backup_codes`` are shown once and never again."""
+    """Enrolment finished; ``backup_codes`` are shown once and never again.
+
+    ``backup_codes`` is empty when the person re-enrolled with the module they already
+    had: their existing codes stay valid.
+    """
 
     module: str
     backup_codes: tuple[str, ...] = field(repr=False)

@@ -279,7 +279,7 @@ def test_a_crash_while_enrolling_leaves_the_old_factor_in_place(make_host, fake_
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(type(host), "_replace_backup_codes", crash)
+    monkeypatch.setattr(type(host), "_audit", crash)  # the last write of the enrolment
     with pytest.raises(OSError):
         host.continue_setup(ALICE, started.setup_id, {"code": new_code})
     monkeypatch.undo()
@@ -289,3 +289,14 @@ def test_a_crash_while_enrolling_leaves_the_old_factor_in_place(make_host, fake_
     fake_clock.advance(30)
     secret = started.prompt.provisioning.secret
     assert host.continue_setup(ALICE, started.setup_id, {"code": pyotp.TOTP(secret).at(fake_clock.now)}).backup_codes
+
+
+def test_re_enrolling_with_the_same_module_keeps_the_backup_codes(make_host, fake_clock):
+    host = make_host()
+    old_totp, codes = enrol_totp(host, ALICE, fake_clock)
+    new_totp, kept = enrol_totp(host, ALICE, fake_clock)  # a new phone
+    assert kept == ()
+    assert not host.verify(ALICE, {"code": old_totp.at(fake_clock.now)}).accepted
+    assert host.verify(ALICE, {"code": new_totp.at(fake_clock.now)}).accepted
+    assert host.recover(ALICE, {"code": codes[0]}).accepted
+    assert [e.reason for e in host.audit_events() if e.event == "enrol"] == ["updated", "ok"]

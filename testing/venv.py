@@ -6,11 +6,14 @@ leave it behind. A :class:`ScratchVenv` is a new virtual environment whose
 ``site-packages`` also reads the running environment's (a ``.pth`` file calling
 ``site.addsitedir``, so secmod's own editable install keeps working there). Packages
 are installed with ``--no-deps --no-build-isolation --no-index``: nothing is
-downloaded, so it works offline and takes seconds.
+downloaded, so it works offline and takes seconds. (Where the running environment has
+no setuptools, as venvs of Python 3.12+ do not, pip builds in isolation instead and
+needs the package index for setuptools.)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import site
@@ -59,8 +62,11 @@ class ScratchVenv:
             project = copy_to
         command = [
             sys.executable, "-m", "pip", "--python", str(self.python), "install", "--quiet",
-            "--no-deps", "--no-build-isolation", "--no-index", "--disable-pip-version-check", "-e", str(project),
+            "--no-deps", "--disable-pip-version-check", "-e", str(project),
         ]
+        if importlib.util.find_spec("setuptools") is not None:
+            # The build backend is already here: build offline, in this environment.
+            command[-2:-2] = ["--no-build-isolation", "--no-index"]
         result = subprocess.run(command, capture_output=True, text=True, timeout=300)
         if result.returncode != 0:
             raise AssertionError(f"installing {project} failed:\n{result.stdout}\n{result.stderr}")

@@ -32,6 +32,7 @@ __all__ = [
     "config_path",
     "describe_validation_error",
     "load_settings",
+    "set_module_setting",
 ]
 
 DEFAULT_CONFIG = "secmod.toml"
@@ -71,14 +72,21 @@ class BackupCodeSettings(_Section):
 
 
 class WebSettings(_Section):
+    """``[web]``: the reference web host (``secmod serve``)."""
+
     host: str = "127.0.0.1"
+    """The address to listen on."""
     port: int = Field(8000, ge=1, le=65535)
     base_url: str = "http://127.0.0.1:8000"
-    """The public address; Duo's redirect URL is built from it."""
+    """The public address; Duo's redirect URL is built from it: {base_url}/login/duo/callback."""
     session_secret: str | None = None
+    """Signs the session cookie; when unset, one is generated and kept in the accounts database."""
     api_token: str | None = None
+    """The bearer token of the JSON API (/api/v1); unset, the API answers 503 api_disabled."""
     accounts_database_url: str | None = None
+    """Where the web host keeps its own accounts and sessions (webhost_* tables); default: database_url."""
     secure_cookies: bool = False
+    """Mark the session cookie Secure (set it when the site is served over https)."""
 
 
 class SecmodSettings(BaseSettings):
@@ -187,3 +195,14 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
     except ValueError as error:  # TOML syntax errors surface as ValueError subclasses
         raise ConfigError(f"{file}: {error}") from None
     return settings.model_copy(update={"config_file": file})
+
+
+def set_module_setting(path: str | os.PathLike[str], module: str, key: str, value: object) -> None:
+    """Write ``[modules.MODULE] KEY = value`` into the TOML file, keeping its comments."""
+    import tomlkit
+
+    file = Path(path)
+    document = tomlkit.parse(file.read_text()) if file.exists() else tomlkit.document()
+    modules = document.setdefault("modules", tomlkit.table(is_super_table=True))
+    modules.setdefault(module, tomlkit.table())[key] = value
+    file.write_text(tomlkit.dumps(document))

@@ -6,6 +6,7 @@ after making sure there is an administrator to log in with.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -16,7 +17,7 @@ from secmod.hookspecs import Audience
 from .accounts import AccountStore
 from .app import create_app
 
-__all__ = ["create_app", "ensure_first_admin", "serve"]
+__all__ = ["HideQueryStrings", "create_app", "ensure_first_admin", "serve"]
 
 DEFAULT_ADMIN_EMAIL = "admin@localhost"
 
@@ -42,6 +43,20 @@ def ensure_first_admin(
     return True
 
 
+class HideQueryStrings(logging.Filter):
+    """Keep query strings out of uvicorn's access log.
+
+    Duo sends the browser back with its one-time ``duo_code`` and ``state`` in the query
+    of ``/login/duo/callback``; a log line must not carry them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0] + "?[query hidden]", *args[3:])
+        return True
+
+
 def serve(config: str | Path | None = None, *, host: str | None = None, port: int | None = None) -> None:
     """Run the web host with uvicorn (``secmod serve``)."""
     import uvicorn
@@ -58,4 +73,7 @@ def serve(config: str | Path | None = None, *, host: str | None = None, port: in
         print(f"public address ([web] base_url): {settings.web.base_url}")
     if not settings.web.api_token:
         print("JSON API off: set [web] api_token to turn /api/v1 on")
-    uvicorn.run(app, host=bind_host, port=bind_port, log_level="info")
+    config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level="info")
+    # uvicorn sets its loggers up in Config(); the filter goes on after that.
+    logging.getLogger("uvicorn.access").addFilter(HideQueryStrings())
+    uvicorn.Server(config).run()

@@ -19,13 +19,12 @@ from typing import Any
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from secmod.hookspecs import Audience, User
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-from secmod.hookspecs import Audience, User
-
-__all__ = ["Account", "AccountExists", "AccountStore", "Session", "SessionStore"]
+__all__ = ["Account", "AccountExists", "AccountStore", "Session", "SessionStore", "stored_secret"]
 
 # A registry of our own: these tables are the web host's, not secmod's, so they stay out of
 # secmod's metadata and migrations.
@@ -62,6 +61,31 @@ class StoredSession(_WebTable, table=True):
     token_hash: str = Field(primary_key=True, max_length=64)
     data: str
     expires_at: float = Field(index=True)
+
+
+class WebSecret(_WebTable, table=True):
+    """A secret the web host made for itself (the session cookie key when none is configured)."""
+
+    __tablename__ = "webhost_secret"
+
+    name: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=255, repr=False)
+
+
+def stored_secret(engine: Engine, name: str) -> str:
+    """The secret called ``name``, made on first use and kept, so restarts keep sessions."""
+    _web_registry.metadata.create_all(engine)
+    table = WebSecret.__table__
+    with engine.begin() as conn:
+        value = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar()
+        if value is None:
+            value = secrets.token_urlsafe(32)
+            try:
+                with conn.begin_nested():
+                    conn.execute(table.insert().values(name=name, value=value))
+            except sa.exc.IntegrityError:  # another process made it first: use theirs
+                value = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar_one()
+    return value
 
 
 class AccountExists(Exception):

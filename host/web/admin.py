@@ -17,7 +17,6 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-
 from secmod.hookspecs import Audience, User
 from secmod.host import Host, SecmodError
 from secmod.settings import ConfigError, describe_validation_error, load_settings

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-
 from secmod.hookspecs import Audience, Prompt, User
 from secmod.host import (
     ChallengeStarted,
@@ -32,7 +31,7 @@ from secmod.host import (
     VerifyResult,
 )
 
-__all__ = ["ApiError", "HTTP_CODES", "error_response", "router"]
+__all__ = ["HTTP_CODES", "ApiError", "error_response", "router"]
 
 HTTP_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 422: "invalid_request"}
 
@@ -200,7 +199,7 @@ def _setup_out(step: SetupStarted | Enrolled) -> SetupOut:
                     error=step.error, detail=step.detail)
 
 
-def _host(request: Request):  # noqa: ANN202
+def _host(request: Request):
     return request.app.state.web.host
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import logging
 import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -23,19 +22,16 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, Signer
-from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from secmod.hookspecs import messages
 from secmod.host import Host
 from secmod.host.storage import open_engine
 from secmod.settings import config_path, load_settings
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .accounts import AccountStore, Session, SessionStore
+from .accounts import AccountStore, Session, SessionStore, stored_secret
 
 __all__ = ["WebHost", "create_app"]
-
-log = logging.getLogger("secmod.web")
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "secmod_session"
@@ -88,10 +84,9 @@ class WebHost:
         self.accounts_engine = open_engine(accounts_url, migrate=False)
         self.accounts = AccountStore(self.accounts_engine)
         self.sessions = SessionStore(self.accounts_engine, idle_seconds=IDLE_SECONDS, remember_seconds=REMEMBER_SECONDS)
-        secret = settings.web.session_secret
-        if not secret:
-            log.warning("[web] session_secret is not set: sessions end when the server restarts")
-            secret = secrets.token_urlsafe(32)
+        # The cookie holds a random token, signed so that a forged one is refused before
+        # any database lookup; the key is [web] session_secret, else one made and kept.
+        secret = settings.web.session_secret or stored_secret(self.accounts_engine, "session_cookie")
         self.cookie_signer = Signer(secret, salt="secmod.web.session")
 
     def _build_host(self) -> Host:

@@ -18,7 +18,6 @@ from typing import Any, Literal
 
 import tomlkit
 from pydantic import SecretStr
-
 from secmod.hookspecs import ModuleSettings
 from secmod.host.sealing import KeyRing
 

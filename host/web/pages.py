@@ -17,7 +17,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
-
 from secmod.hookspecs import Audience, messages
 from secmod.host import (
     ChallengeStarted,

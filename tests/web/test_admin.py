@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 import pytest
 from pydantic import SecretStr
-
 from secmod.hookspecs import (
     Accepted,
     Activation,

@@ -20,7 +20,6 @@ from typing import Any
 
 import pyotp
 import pytest
-
 from secmod.hookspecs import messages
 from secmod.host.web import create_app, ensure_first_admin
 

@@ -110,3 +110,14 @@ def test_the_secret_is_shown_only_during_setup(client: Any, fake_clock: Any) -> 
     log_out(client)
     challenge = log_in(client).text
     assert secret not in challenge
+
+
+def test_access_log_lines_lose_their_query_string() -> None:
+    import logging
+
+    from secmod.host.web import HideQueryStrings
+
+    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
+                               ("127.0.0.1:5000", "GET", "/login/duo/callback?duo_code=SECRET&state=S", "1.1", 303), None)
+    assert HideQueryStrings().filter(record)
+    assert "SECRET" not in record.getMessage() and "/login/duo/callback?[query hidden]" in record.getMessage()

@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from secmod.hookspecs import Audience, User
-from secmod.settings import ConfigError, config_path, load_settings
+from secmod.settings import ConfigError, config_path, load_settings, set_module_setting
 
 from .errors import SecmodError
 from .outcomes import Enrolled, LoginStep, Outcome, VerifyResult
@@ -306,13 +306,8 @@ def seal(
     if not write:
         typer.echo(sealed)
         return
-    import tomlkit
-
     path = config_path(_state["config"])
-    document = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
-    modules_table = document.setdefault("modules", tomlkit.table(is_super_table=True))
-    modules_table.setdefault(module.lower(), tomlkit.table())[key] = sealed
-    path.write_text(tomlkit.dumps(document))
+    set_module_setting(path, module.lower(), key, sealed)
     typer.echo(f"sealed [modules.{module.lower()}] {key} into {path}")
 
 

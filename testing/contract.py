@@ -34,6 +34,8 @@ from typing import Any, ClassVar
 
 import pytest
 import sqlalchemy as sa
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 from pydantic import ValidationError
 
 from secmod.hookspecs import CONTRACT_VERSION, Audience, ModuleInfo, ModuleSettings, Prompt, User
@@ -251,7 +253,7 @@ class ModuleContract:
         assert info.name == driver.name
         assert info.friendly_name.strip(), "friendly_name is shown in every list of methods"
         assert info.short_description.strip(), "short_description is shown when choosing a method"
-        assert CONTRACT_VERSION  # the loader already refused an incompatible range
+        assert Version(CONTRACT_VERSION) in SpecifierSet(info.contract)
         model = info.settings_model
         assert issubclass(model, ModuleSettings)
         settings = host.module_settings[driver.name]
@@ -332,6 +334,12 @@ class ModuleContract:
             result = person.verify(started, answer)
             assert result.outcome is Outcome.REJECTED, f"{answer!r} gave {result}"
             assert result.reason not in {"module_unavailable", "module_error"}, f"{answer!r} crashed the module"
+        # The module's own recovery methods (TOTP: resync) face the same input.
+        for method in host.modules[driver.name].info.recovery_methods:
+            for answer in self._hostile_answers(Prompt(message="")):
+                result = host.recover(person.user, answer, method=method)
+                assert result.outcome is Outcome.REJECTED, f"recover {method} with {answer!r} gave {result}"
+                assert result.reason not in {"module_unavailable", "module_error"}, f"recover {method} crashed"
         crashes = [e for e in host.audit_events(limit=1000) if e.reason == "module_error"]
         assert not crashes, f"the module raised something other than ModuleError: {crashes}"
 

@@ -45,7 +45,7 @@ def imported(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 def start(make_host: Callable[..., Any], imported: list[str]) -> Callable[..., Any]:
     """A host loading installed modules; ``allow`` keeps the real built-ins out."""
 
-    def host(*, allow: list[str] | None, block: list[str] = (), enable: tuple[str, ...] = ()) -> Any:
+    def host(*, allow: list[str] | None, block: tuple[str, ...] | list[str] = (), enable: tuple[str, ...] = ()) -> Any:
         tables = {name: {"clients": True} for name in enable}
         return make_host(tables, loading={"allow": allow, "block": list(block)})
 

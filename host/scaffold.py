@@ -109,7 +109,7 @@ filterwarnings = ["error"]
 README = '''\
 # $distribution
 
-A security module for [secmod](https://example.invalid/secmod), written with
+A security module for [secmod](https://pypi.org/project/secmod/), written with
 `secmod new-module $name`. As generated it is a working HOTP (RFC 4226) token
 module: replace the code in `$package/__init__.py` with your own method, and keep
 `pytest` green.

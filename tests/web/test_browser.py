@@ -230,6 +230,17 @@ def test_admin_activates_a_module_and_forces_clients_to_set_up(page: Any, start_
         shot(page, "forced-setup")
         page.goto(f"{host.url}/clientarea")
         page.wait_for_url(re.compile(r"/account/security$"))  # nothing else until set up
+        enable_totp(page, host, fake_clock)
+        page.click("a:has-text('Continue')")
+        page.wait_for_url(re.compile(r"/clientarea$"))
+
+        log_in(page, host, "admin@localhost", admin=True)  # the same browser: each area has its own login
+        page.goto(f"{host.url}/admin/users")
+        assert "totp" in page.inner_text("tr:has-text('katherine@example.com')")
+        shot(page, "admin-users")
+        page.goto(f"{host.url}/admin/audit")
+        assert "katherine@example.com" in page.inner_text("table") and "enrol" in page.inner_text("table")
+        shot(page, "admin-audit")
 
 
 def _modules_toml(name: str, settings: dict[str, Any]) -> str:

@@ -409,6 +409,16 @@ class ModuleContract:
         assert restarted.verify(replay, answer).outcome is not Outcome.ACCEPTED, "a restart forgot a used answer"
         assert restarted.login().outcome is Outcome.ACCEPTED
 
+    def test_enrolling_again_keeps_the_person_able_to_log_in(self, host: Any, person: Person) -> None:
+        # A new phone, a second key: the second enrolment replaces the first, in one step.
+        from secmod.host import Outcome
+
+        person.enrol()
+        assert person.login().outcome is Outcome.ACCEPTED
+        person.enrol()
+        assert host.status(person.user).module == person.module
+        assert person.login().outcome is Outcome.ACCEPTED
+
     def test_disable_forgets_the_person(self, host: Any, person: Person) -> None:
         from secmod.host import LoginStep
 

@@ -32,6 +32,6 @@ def test_example_module_is_found_by_entry_point_and_passes_its_suite(scratch_ven
     result = scratch_venv.pytest("tests", "-rfE", cwd=project)
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout.strip().splitlines()[-1]
-    # Nothing skipped: the 13 contract tests, the mail tests and the web host test all ran.
+    # Nothing skipped: the 14 contract tests, the mail tests and the web host test all ran.
     assert re.fullmatch(r"\d+ passed in [\d.]+s", summary), result.stdout
     assert int(summary.split()[0]) >= 18, result.stdout

@@ -122,10 +122,12 @@ def _page(request: Request, area: Area, template: str, **context: Any) -> Respon
 
 def _start_login(request: Request, area: Area, account: Account, remember: bool) -> Response:
     """The password was right: a new session id, then whatever secmod says comes next."""
-    session = session_of(request)
-    session.rotate()
+    session_of(request).rotate()
+    return _next_step(request, area, account, {"account_id": account.id, "remember": remember})
+
+
+def _next_step(request: Request, area: Area, account: Account, slot: dict[str, Any]) -> Response:
     state = web_of(request).host.login_state(account.as_user())
-    slot = {"account_id": account.id, "remember": remember}
     if state.step is LoginStep.CHALLENGE:
         _set_slot(request, area, {**slot, "stage": "second_factor"})
         return RedirectResponse(f"{area.prefix}/login/2fa", status_code=303)
@@ -257,8 +259,8 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
         except ModuleUnavailable as error:
             unavailable = str(error)
         except NotEnrolled:
-            # Disabled by an admin since the password step: nothing more to ask.
-            return _finish_login(request, area, slot)
+            # Disabled by an admin since the password step: ask secmod again what is due.
+            return _next_step(request, area, account, slot)
     if started is not None:
         _set_slot(request, area, {**slot, "challenge_id": started.challenge_id,
                                   "fields": [field.name for field in started.prompt.fields]})

@@ -130,3 +130,20 @@ def test_forced_client_is_sent_to_setup_before_anything_else(client: Any, web: A
     assert client.get("/clientarea", follow_redirects=False).headers["location"] == "/account/security"
     enable_totp(client, fake_clock)
     assert client.get("/clientarea").url.path == "/clientarea"
+
+
+def test_duo_callback_without_a_pending_login_goes_to_the_login_page(client: Any) -> None:
+    response = client.get("/login/duo/callback", params={"duo_code": "x", "state": "y"}, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/login")
+
+
+def test_second_factor_disabled_by_an_admin_meanwhile_lets_the_password_stand(
+    client: Any, web: Any, fake_clock: Any
+) -> None:
+    sign_up(client)
+    enable_totp(client, fake_clock)
+    log_out(client)
+    assert log_in(client).url.path == "/login/2fa"
+    [ada] = web.accounts.list("client")
+    web.host.disable(ada.as_user(), actor="admin:1")
+    assert client.get("/login/2fa").url.path == "/clientarea"

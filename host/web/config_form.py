@@ -61,6 +61,23 @@ def _label(name: str) -> str:
     return name.replace("_", " ").capitalize()
 
 
+def _kind(annotation: Any) -> str:
+    """How the form edits a setting of this (unwrapped) type."""
+    if annotation is SecretStr:
+        return "secret"
+    if annotation is bool:
+        return "checkbox"
+    if annotation in (int, float):
+        return "number"
+    if typing.get_origin(annotation) is Literal:
+        return "select"
+    if annotation is str:
+        return "text"
+    if annotation == list[str]:
+        return "list"
+    return "unsupported"
+
+
 def describe_inputs(model: type[ModuleSettings], current: ModuleSettings) -> list[SettingInput]:
     """The inputs for every setting of ``model`` except the two status boxes."""
     inputs = []
@@ -70,22 +87,23 @@ def describe_inputs(model: type[ModuleSettings], current: ModuleSettings) -> lis
         annotation, optional = _unwrap_optional(info.annotation)
         value = getattr(current, name)
         common = {"name": name, "label": info.title or _label(name), "help": info.description or "", "optional": optional}
-        if annotation is SecretStr:
-            inputs.append(SettingInput(kind="secret", is_set=value is not None and value.get_secret_value() != "", **common))
-        elif annotation is bool:
-            inputs.append(SettingInput(kind="checkbox", value="on" if value else "", **common))
-        elif annotation in (int, float):
-            inputs.append(SettingInput(kind="number", value="" if value is None else str(value),
+        kind = _kind(annotation)
+        if kind == "secret":
+            inputs.append(SettingInput(kind=kind, is_set=value is not None and value.get_secret_value() != "", **common))
+        elif kind == "checkbox":
+            inputs.append(SettingInput(kind=kind, value="on" if value else "", **common))
+        elif kind == "number":
+            inputs.append(SettingInput(kind=kind, value="" if value is None else str(value),
                                        step="1" if annotation is int else "any", **common))
-        elif typing.get_origin(annotation) is Literal:
+        elif kind == "select":
             options = tuple(str(option) for option in typing.get_args(annotation))
-            inputs.append(SettingInput(kind="select", value="" if value is None else str(value), options=options, **common))
-        elif annotation is str:
-            inputs.append(SettingInput(kind="text", value="" if value is None else value, **common))
-        elif annotation == list[str]:
-            inputs.append(SettingInput(kind="list", value=", ".join(value or ()), **common))
+            inputs.append(SettingInput(kind=kind, value="" if value is None else str(value), options=options, **common))
+        elif kind == "list":
+            inputs.append(SettingInput(kind=kind, value=", ".join(value or ()), **common))
+        elif kind == "text":
+            inputs.append(SettingInput(kind=kind, value="" if value is None else value, **common))
         else:
-            inputs.append(SettingInput(kind="unsupported", **common))
+            inputs.append(SettingInput(kind=kind, **common))
     return inputs
 
 
@@ -147,12 +165,14 @@ def write_config(
         modules = document.setdefault("modules", tomlkit.table(is_super_table=True))
         table = modules.setdefault(module, tomlkit.table())
         for name, info in type(validated).model_fields.items():
-            annotation, _ = _unwrap_optional(info.annotation)
+            kind = _kind(_unwrap_optional(info.annotation)[0])
+            if kind == "unsupported" and name not in STATUS_KEYS:
+                continue  # not on the form: kept exactly as written (it may be sealed)
             if name not in raw:
-                if annotation is not SecretStr and name not in STATUS_KEYS:
+                if kind != "secret" and name not in STATUS_KEYS:
                     table.pop(name, None)
                 continue
-            if annotation is SecretStr:
+            if kind == "secret":
                 if name in new_secrets:
                     table[name] = keyring.seal_setting(module, name, getattr(validated, name).get_secret_value())
                 continue  # unchanged secrets stay exactly as written

@@ -186,3 +186,23 @@ def test_admin_is_challenged_with_the_admin_wording(admin: Any, fake_clock: Any)
     assert "Your second factor is required to complete the login." in page.text
     wrong = post(admin, "/admin/login/2fa", {"code": "000000"}, page="/admin/login/2fa")
     assert "Second factor invalid. Please try again." in wrong.text
+
+
+def test_settings_the_form_cannot_edit_are_kept_as_written(admin: Any, web: Any) -> None:
+    from secmod.testing.yubicloud_fake import FakeYubiCloud
+
+    with FakeYubiCloud() as cloud:
+        key = cloud.new_key()
+        # Local-mode keys: a table the form has no input for, holding an AES key.
+        keys = f'[modules.yubikey.keys.{key.public_id}]\naes_key = "{key.aes_key.hex()}"\nprivate_id = "{key.private_id.hex()}"\n'
+        web.config_file.write_text(web.config_file.read_text() + "\n" + keys)
+        web.reload()
+        form = admin.get("/admin/2fa/yubikey")
+        assert key.aes_key.hex() not in form.text
+        saved = post(admin, "/admin/2fa/yubikey", {"clients": "on", "client_id": cloud.client_id,
+                                                   "secret_key": cloud.api_key, "api_urls": cloud.url},
+                     page="/admin/2fa/yubikey")
+        assert "YubiKey saved and activated." in text(saved), text(saved)
+        written = tomllib.loads(web.config_file.read_text())["modules"]["yubikey"]
+        assert written["keys"] == {key.public_id: {"aes_key": key.aes_key.hex(), "private_id": key.private_id.hex()}}
+        assert written["api_urls"] == [cloud.url] and written["secret_key"].startswith("sealed:")

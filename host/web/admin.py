@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ from .config_form import describe_inputs, read_form, write_config
 from .pages import ADMIN, DUO_CALLBACK, admin_account
 
 __all__ = ["router"]
+
+log = logging.getLogger("secmod.web")
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_csrf)], include_in_schema=False)
 
@@ -85,13 +88,16 @@ def _apply(request: Request, candidate: Path, *, activate: str | None = None) ->
 
 @router.post("/2fa/global")
 def save_global_settings(request: Request) -> Response:
-    admin_account(request)
+    account = admin_account(request)
     web = web_of(request)
     form = request.state.form
     with web.reload_lock:
         candidate = write_config(web.config_file, keyring=web.host.keyring,
                                  top_level={key: key in form for key in GLOBAL_SETTINGS})
         error = _apply(request, candidate)
+    if not error:
+        log.info("admin:%s saved the global settings (%s)", account.id,
+                 ", ".join(f"{key}={key in form}" for key in GLOBAL_SETTINGS))
     flash(request, error or "Global Two-Factor Authentication Settings saved.", "error" if error else "success")
     return RedirectResponse("/admin/2fa", status_code=303)
 
@@ -148,6 +154,8 @@ def save_module_settings(request: Request, name: str) -> Response:
     if error:
         return _module_page(request, account, name, error=error, status_code=400, form=form)
     state = "activated" if on else "deactivated"
+    log.info("admin:%s saved [modules.%s] (%s; clients=%s, admins=%s)", account.id, name, state,
+             validated.clients, validated.admins)
     flash(request, f"{module.info.friendly_name} saved and {state}.", "success")
     return RedirectResponse("/admin/2fa", status_code=303)
 

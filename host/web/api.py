@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import hmac
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from secmod.hookspecs import Audience, Prompt, User
 from secmod.host import (
@@ -49,12 +50,16 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
     return JSONResponse({"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers)
 
 
-def require_token(request: Request) -> None:
+# auto_error off: a missing token gets this API's own error body, not FastAPI's.
+_bearer = HTTPBearer(auto_error=False, description="[web] api_token from secmod.toml")
+
+
+def require_token(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     token = request.app.state.web.host.settings.web.api_token
     if not token:
         raise ApiError(503, "api_disabled", "The JSON API is off: set [web] api_token in secmod.toml to turn it on.")
-    scheme, _, sent = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(sent.strip().encode(), token.encode()):
+    sent = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(sent.encode(), token.encode()):
         raise ApiError(401, "unauthorized", "Send the API token as 'Authorization: Bearer <token>'.")
 
 

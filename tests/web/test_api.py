@@ -100,3 +100,9 @@ def test_openapi_describes_the_api_only(client: Any) -> None:
     assert set(schema["paths"]) == {f"/api/v1/{name}" for name in
                                     ("login-state", "challenge", "verify", "setup", "setup/continue", "recover", "disable")}
     assert "ErrorResponse" in schema["components"]["schemas"]
+
+
+def test_openapi_names_the_bearer_token(client: Any) -> None:
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    assert schema["paths"]["/api/v1/verify"]["post"]["security"] == [{"HTTPBearer": []}]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import logging
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,11 +119,15 @@ class ModuleRegistry:
         for name, obj in (extra or {}).items():
             candidates[name.lower()] = (Origin(f"{name} (registered by the host application)", "(in-process)", "-"), obj)
         if entry_points:
-            for name, found in self._entry_points().items():
+            def wanted(name: str) -> bool:
                 if name in blocked or (allowed is not None and name not in allowed):
                     self.pm.set_blocked(name)  # never imported
                     log.info("module %r is blocked by the settings; not imported", name)
-                    continue
+                    return False
+                return True
+
+            # Filtering first lets an operator block a name two distributions provide.
+            for name, found in self._entry_points(wanted).items():
                 if name in candidates:
                     raise ModuleConflictError(
                         f"module {name!r} is provided twice: {candidates[name][0]} and {_origin(found)}"
@@ -151,10 +155,11 @@ class ModuleRegistry:
             raise ModuleLoadError(f"{where} implements a hook secmod does not define: {error}") from None
         self._build_callers()
 
-    def _entry_points(self) -> dict[str, metadata.EntryPoint]:
+    def _entry_points(self, wanted: Callable[[str], bool]) -> dict[str, metadata.EntryPoint]:
         found: dict[str, list[metadata.EntryPoint]] = {}
         for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
             found.setdefault(ep.name.lower(), []).append(ep)
+        found = {name: eps for name, eps in found.items() if wanted(name)}
         unique: dict[str, metadata.EntryPoint] = {}
         for name, eps in found.items():
             origins = {(o.distribution, o.entry_point) for o in map(_origin, eps)}

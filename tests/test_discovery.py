@@ -123,6 +123,16 @@ def test_duplicate_module_name_is_refused_naming_both_distributions(
     assert imported == [], "the conflict is found before anything is imported"
 
 
+def test_a_blocked_duplicate_is_not_a_conflict(
+    start: Callable[..., Any], imported: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocking the name is how an operator gets going again before uninstalling one.
+    monkeypatch.syspath_prepend(str(DATA / "discovery-duplicate"))
+    host = start(allow=["good"], block=["dupe"])
+    assert "good" in host.modules and "dupe" not in host.modules
+    assert "dupe" not in imported
+
+
 def test_a_host_module_cannot_shadow_an_installed_one(make_host: Callable[..., Any], imported: list[str]) -> None:
     class Impostor:
         @hookimpl

@@ -206,3 +206,13 @@ def test_settings_the_form_cannot_edit_are_kept_as_written(admin: Any, web: Any)
         written = tomllib.loads(web.config_file.read_text())["modules"]["yubikey"]
         assert written["keys"] == {key.public_id: {"aes_key": key.aes_key.hex(), "private_id": key.private_id.hex()}}
         assert written["api_urls"] == [cloud.url] and written["secret_key"].startswith("sealed:")
+
+
+def test_a_forced_admin_sees_only_their_own_setup(admin: Any, web: Any) -> None:
+    post(admin, "/admin/2fa/global", {"force_admins": "on"}, page="/admin/2fa")
+    log_out(admin, admin=True)
+    page = log_in(admin, "root@example.com", PASSWORD, admin=True)
+    assert page.url.path == "/admin/account/security"
+    assert "Your administrator has enforced that you must enable Two-Factor Authentication" in text(page)
+    for path in ("/admin/2fa", "/admin/users", "/admin/audit"):
+        assert admin.get(path, follow_redirects=False).headers["location"] == "/admin/account/security"

@@ -147,3 +147,44 @@ def test_second_factor_disabled_by_an_admin_meanwhile_lets_the_password_stand(
     [ada] = web.accounts.list("client")
     web.host.disable(ada.as_user(), actor="admin:1")
     assert client.get("/login/2fa").url.path == "/clientarea"
+
+
+def test_a_locked_person_is_told_until_when_at_the_next_login(client: Any, fake_clock: Any) -> None:
+    sign_up(client)
+    enable_totp(client, fake_clock)
+    log_out(client)
+    log_in(client)
+    for _ in range(5):
+        post(client, "/login/2fa", {"code": "000000"}, page="/login/2fa")
+    log_out(client)  # the pending login is dropped with the session
+    page = log_in(client)
+    assert "Login Attempts Exceeded. Please try again after 2027-01-15 08:15:00 UTC." in text(page)
+    assert 'name="code"' not in page.text
+    fake_clock.advance(15 * 60)
+    assert 'name="code"' in client.get("/login/2fa").text
+
+
+def test_duo_outage_leaves_the_backup_code(tmp_path: Any, fake_clock: Any) -> None:
+    import tomlkit
+    from secmod.host.web import create_app
+    from secmod.testing.duo_fake import FakeDuo
+
+    from .conftest import API_TOKEN, CONFIG, TestClient
+
+    with FakeDuo() as duo:
+        config = tmp_path / "secmod.toml"
+        settings = duo.settings("http://localhost/login/duo/callback", clients=True)
+        config.write_text(CONFIG.format(api_token=API_TOKEN) + "\n" + tomlkit.dumps({"modules": {"duo": settings}}))
+        app = create_app(config, host_kwargs={"clock": fake_clock})
+        try:
+            with TestClient(app) as client:
+                sign_up(client)
+                post(client, "/account/security/setup", {"module": "duo"}, page="/account/security")
+                log_out(client)
+                duo.health = "fail"
+                page = log_in(client)
+        finally:
+            app.state.web.close()
+    assert page.url.path == "/login/2fa"
+    assert messages.DUO_DISRUPTION in text(page)
+    assert "Login using Backup Code" in text(page)

@@ -49,11 +49,11 @@ import string
 import threading
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from .tls import LocalCA
+from .tls import LocalCA, LoopbackServer
 
 __all__ = ["FakeDuo", "HEALTH_MODES", "TOKEN_MODES", "closed_port", "random_client_id", "random_client_secret"]
 
@@ -130,33 +130,11 @@ def jwt_decode(token: str, key: str, *, audience: str, issuer: str, now: float) 
 
 # -- the server ---------------------------------------------------------------------
 
-class _HTTPSServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _HTTPSServer(LoopbackServer):
     fake: FakeDuo
 
-    def finish_request(self, request: socket.socket, client_address: Any) -> None:
-        # The TLS handshake happens here, in the connection's own thread: a client that
-        # connects and stalls cannot block the accept loop.
-        try:
-            tls = self.fake.ca.server_context().wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        finally:
-            try:
-                tls.close()
-            except OSError:
-                pass
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients hanging up mid-answer are normal (timeouts); anything else is a bug
-        # in the fake that a test should see.
-        import sys
-
-        error = sys.exc_info()[1]
-        if not isinstance(error, ConnectionError | ssl.SSLError | TimeoutError):
-            self.fake.errors.append(repr(error))
+    def tls_context(self) -> ssl.SSLContext:
+        return self.fake.ca.server_context()
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -21,9 +21,13 @@ Usage::
 from __future__ import annotations
 
 import shutil
+import socket
 import ssl
+import sys
 import tempfile
+from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import trustme
 
@@ -78,3 +82,42 @@ class LocalCA:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A threaded HTTP server for the fake providers, speaking TLS when given a context.
+
+    The owner sets ``fake`` (with an ``errors`` list) and overrides :meth:`tls_context`.
+    """
+
+    daemon_threads = True
+    fake: Any
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        return None
+
+    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+        context = self.tls_context()
+        if context is None:
+            return super().finish_request(request, client_address)
+        # The TLS handshake happens here, in the connection's own thread: a client that
+        # connects and stalls cannot block the accept loop.
+        try:
+            tls = context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError):
+            return None
+        try:
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            try:
+                tls.close()
+            except OSError:
+                pass
+        return None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hanging up mid-answer are normal (timeouts); anything else is a bug
+        # in the fake that a test should see.
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError | ssl.SSLError | TimeoutError):
+            self.fake.errors.append(repr(error))

@@ -43,11 +43,12 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .soft_yubikey import DVORAK, MODHEX, SoftYubiKey, TokenError, decode_otp
+from .tls import LoopbackServer
 
 __all__ = ["STATUSES", "FakeYubiCloud", "KeyStore", "sign"]
 
@@ -109,36 +110,11 @@ class KeyStore:
             return self._keys[public_id].counters
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(LoopbackServer):
     fake: FakeYubiCloud
 
-    def finish_request(self, request: socket.socket, client_address: Any) -> None:
-        context = self.fake.ssl_context
-        if context is None:
-            return super().finish_request(request, client_address)
-        # The handshake happens in the connection's own thread, so a stalled client
-        # cannot block the accept loop.
-        try:
-            tls = context.wrap_socket(request, server_side=True)
-        except (ssl.SSLError, OSError):
-            return None
-        try:
-            self.RequestHandlerClass(tls, client_address, self)
-        finally:
-            try:
-                tls.close()
-            except OSError:
-                pass
-        return None
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client hanging up (its timeout) is normal; anything else is a bug in the fake.
-        import sys
-
-        error = sys.exc_info()[1]
-        if not isinstance(error, ConnectionError | ssl.SSLError | TimeoutError):
-            self.fake.errors.append(repr(error))
+    def tls_context(self) -> ssl.SSLContext | None:
+        return self.fake.ssl_context
 
 
 class _Handler(BaseHTTPRequestHandler):

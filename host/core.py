@@ -386,7 +386,6 @@ class Host:
         state = self._seal_state(user, module, step.state)
         codes = [backup.new_code() for _ in range(self.settings.backup_codes.count)]
         hashes = [backup.hash_code(code) for code in codes]
-        previous: str | None = None
         with self.engine.begin() as conn:
             if setup_token is not None:
                 taken = conn.execute(

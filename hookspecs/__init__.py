@@ -6,7 +6,7 @@ A third-party module imports only this package::
 """
 
 from . import messages
-from .errors import ModuleError
+from .errors import ModuleError, ProviderUnavailable
 from .markers import CONTRACT_VERSION, PROJECT, hookimpl
 from .types import (
     Accepted,
@@ -47,6 +47,7 @@ __all__ = [
     "ModuleInfo",
     "ModuleSettings",
     "Prompt",
+    "ProviderUnavailable",
     "Provisioning",
     "RecoverRequest",
     "Rejected",

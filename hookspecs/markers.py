@@ -3,7 +3,7 @@
 import pluggy
 
 PROJECT = "secmod"
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "1.1"
 """The version of the hook contract this host speaks; modules declare a range."""
 
 hookimpl = pluggy.HookimplMarker(PROJECT)

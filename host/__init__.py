@@ -1,5 +1,6 @@
 """The secmod host: loads security modules and applies WHMCS's two-factor policies."""
 
+from .context import RequestContext
 from .core import EnrolmentStatus, Host, UserLocked
 from .errors import (
     ConfigError,
@@ -9,6 +10,7 @@ from .errors import (
     NotEnrolled,
     SecmodError,
     SetupExpired,
+    StoreUnavailable,
     UnknownModule,
 )
 from .outcomes import ChallengeStarted, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
@@ -28,7 +30,9 @@ __all__ = [
     "Outcome",
     "SecmodError",
     "SetupExpired",
+    "RequestContext",
     "SetupStarted",
+    "StoreUnavailable",
     "UnknownModule",
     "UserLocked",
     "VerifyResult",

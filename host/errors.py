@@ -12,6 +12,7 @@ __all__ = [
     "NotEnrolled",
     "SecmodError",
     "SetupExpired",
+    "StoreUnavailable",
     "UnknownModule",
 ]
 
@@ -42,3 +43,11 @@ class NotEnrolled(SecmodError):
 
 class SetupExpired(SecmodError):
     """The enrolment step is unknown, used, expired or belongs to someone else."""
+
+
+class StoreUnavailable(SecmodError):
+    """The database cannot be reached, or did not answer in time.
+
+    Nobody is let in while it lasts; the host application shows a "temporarily
+    unavailable" page (the web host answers 503) and may simply retry later.
+    """

@@ -1,6 +1,6 @@
 """The secmod host: loads security modules and applies WHMCS's two-factor policies."""
 
-from .context import RequestContext
+from .context import CALLBACK_PATH, RequestContext, callback_url
 from .core import EnrolmentStatus, Host, UserLocked
 from .errors import (
     ConfigError,
@@ -16,6 +16,7 @@ from .errors import (
 from .outcomes import ChallengeStarted, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
 
 __all__ = [
+    "CALLBACK_PATH",
     "ChallengeStarted",
     "ConfigError",
     "Enrolled",
@@ -36,4 +37,5 @@ __all__ = [
     "UnknownModule",
     "UserLocked",
     "VerifyResult",
+    "callback_url",
 ]

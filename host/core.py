@@ -47,8 +47,10 @@ from secmod.hookspecs import (
 from secmod.settings import ConfigError, SecmodSettings, describe_validation_error, load_settings
 
 from . import backup
+from .context import callback_url
 from .errors import ModuleUnavailable, NotEnrolled, SetupExpired, UnknownModule
 from .outcomes import ChallengeStarted, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
+from .redaction import redact_library_logs
 from .registry import LoadedModule, ModuleRegistry, new_plugin_manager
 from .sealing import SEALED_PREFIX, KeyRing, SealError
 from .storage import AuditEvent, BackupCode, Enrolment, PendingStep, Throttle, open_engine
@@ -182,6 +184,7 @@ class Host:
             entry_points=entry_points,
             extra=modules,
         )
+        redact_library_logs(r for module in self.registry.modules.values() for r in module.info.log_redactions)
         self.module_settings: dict[str, ModuleSettings] = {
             name: self._validate_module_settings(module) for name, module in self.registry.modules.items()
         }
@@ -230,6 +233,10 @@ class Host:
             return self.registry.modules[name]
         except KeyError:
             raise UnknownModule(f"module {name!r} is not loaded") from None
+
+    def callback_url(self, module: str) -> str:
+        """Where a redirecting module sends the browser back: ``{[web] base_url}/login/{module}/callback``."""
+        return callback_url(self.settings.web.base_url, module)
 
     def enabled_modules(self, audience: Audience) -> tuple[str, ...]:
         """Names of the modules enabled for ``audience``, in a stable order."""
@@ -471,7 +478,10 @@ class Host:
         state = self._open_state(user, stored)
         if state is None:
             raise ModuleUnavailable(messages.MODULE_LOAD_ERROR)
-        request = ChallengeRequest(settings=self.module_settings[module.name], user=user, now=now, state=state)
+        request = ChallengeRequest(
+            settings=self.module_settings[module.name], user=user, now=now, state=state,
+            callback_url=self.callback_url(module.name),
+        )
         try:
             challenge = module.hooks.challenge(request=request)
         except ModuleError as error:

@@ -70,7 +70,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("secmod.yubikey")
-cloud.install_log_redaction()
 
 DEFAULT_API_URL = "https://api.yubico.com/wsapi/2.0/verify"
 _CLIENT_ID = re.compile(r"^[0-9]{1,10}$")
@@ -278,6 +277,7 @@ def configure() -> ModuleInfo:
             "or, in local mode, by secmod with keys the administrator imported."
         ),
         settings_model=YubikeySettings,
+        log_redactions=cloud.LOG_REDACTIONS,
     )
 
 

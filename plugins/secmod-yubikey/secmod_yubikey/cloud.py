@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from secmod.hookspecs import LogRedaction
 from yubico_client import Yubico
 from yubico_client.yubico_exceptions import (
     InvalidClientIdError,
@@ -33,7 +34,7 @@ from yubico_client.yubico_exceptions import (
     StatusCodeError,
 )
 
-__all__ = ["CloudAnswer", "ask", "install_log_redaction"]
+__all__ = ["LOG_REDACTIONS", "CloudAnswer", "ask"]
 
 log = logging.getLogger("secmod.yubikey")
 
@@ -165,37 +166,15 @@ def ask(
     return CloudAnswer("ok", statuses=("OK",), response=dict(fields))
 
 
-class _Redact(logging.Filter):
-    """Masks OTPs, nonces and signatures in yubico_client's own log lines.
-
-    The library logs whole request URLs (``otp=...&h=...``) at DEBUG, response
-    parameters on a signature mismatch at WARNING, and requests' error text (which
-    quotes the URL) at ERROR when a server is down.
-    """
-
-    _SECRET = re.compile(r"((?:otp|nonce|h)=)[^&\s'\",)]+")
-    _MODHEX = re.compile(r"\b([cbdefghijklnrtuv]{0,16})[cbdefghijklnrtuv]{32}\b")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            text = record.getMessage()
-        except Exception:  # a broken format string is the library's; drop its args
-            text = str(record.msg)
-        text = self._SECRET.sub(r"\1***", text)
-        record.msg = self._MODHEX.sub(r"\1***", text)
-        record.args = None
-        return True
-
-
-def install_log_redaction() -> None:
-    """Attach the redaction filter to the loggers that see our request URLs (once).
-
-    Protocol 2.0 is a GET, so the OTP is in the URL: yubico_client logs it, and so
-    does urllib3 at DEBUG. An OTP that never reached a server (it was down) is still
-    a live credential, so both loggers get the filter; it only rewrites the
-    ``otp=``/``nonce=``/``h=`` values and OTP-shaped words of their messages.
-    """
-    for name in ("yubico.client", "urllib3.connectionpool"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _Redact) for f in logger.filters):
-            logger.addFilter(_Redact())
+# Protocol 2.0 is a GET, so the OTP is in the URL: yubico_client logs whole request URLs
+# (``otp=...&nonce=...&h=...``) at DEBUG, response parameters on a signature mismatch
+# at WARNING, and requests' error text (which quotes the URL) at ERROR; urllib3 logs the
+# URL at DEBUG. An OTP that never reached a server is still a live credential. The host
+# masks these in both loggers (ModuleInfo.log_redactions); modules install no filters.
+_LIBRARY_LOGGERS = ("yubico.client", "urllib3.connectionpool")
+LOG_REDACTIONS = (
+    LogRedaction(pattern=r"(?<=\botp=)[^&\s'\",)]+", loggers=_LIBRARY_LOGGERS),
+    LogRedaction(pattern=r"(?<=\bnonce=)[^&\s'\",)]+", loggers=_LIBRARY_LOGGERS),
+    LogRedaction(pattern=r"(?<=\bh=)[^&\s'\",)]+", loggers=_LIBRARY_LOGGERS),
+    LogRedaction(pattern=r"\b[cbdefghijklnrtuv]{32,48}\b", loggers=_LIBRARY_LOGGERS),  # a bare OTP
+)

@@ -4,7 +4,10 @@ The two areas run the same flow with their own audience and URLs (WHMCS keeps cl
 administrators apart). The session keeps one slot per audience::
 
     {"account_id": 7, "stage": "second_factor" | "must_set_up" | "in", "remember": bool,
-     "challenge_id": ..., "fields": [...], "setup_id": ...}
+     "challenge_id": ..., "fields": [...], "redirect_module": "duo" | None, "setup_id": ...}
+
+``redirect_module`` is set while a challenge waits for the browser to come back from a
+redirecting module; only then does ``/login/{module}/callback`` judge anything.
 
 Only ``stage == "in"`` is logged in; ``must_set_up`` is logged in but sent to the security
 page until a second factor is enrolled (WHMCS's forced enrolment).
@@ -19,6 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from secmod.hookspecs import Audience, messages
 from secmod.host import (
+    CALLBACK_PATH,
     ChallengeStarted,
     Enrolled,
     LoginStep,
@@ -37,7 +41,6 @@ from .app import Redirect, flash, render, require_csrf, session_of, web_of
 
 router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
 
-DUO_CALLBACK = "/login/duo/callback"
 LOGIN_FAILED = "Login Details Incorrect. Please try again."
 MIN_PASSWORD_LENGTH = 8
 
@@ -262,8 +265,10 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
             # Disabled by an admin since the password step: ask secmod again what is due.
             return _next_step(request, area, account, slot)
     if started is not None:
+        redirect_module = started.module if started.prompt.redirect_url else None
         _set_slot(request, area, {**slot, "challenge_id": started.challenge_id,
-                                  "fields": [field.name for field in started.prompt.fields]})
+                                  "fields": [field.name for field in started.prompt.fields],
+                                  "redirect_module": redirect_module})
         if started.prompt.redirect_url and result is None:
             return RedirectResponse(started.prompt.redirect_url, status_code=303)
     return _page(
@@ -307,18 +312,24 @@ def _second_factor_answer(request: Request, area: Area) -> Response:
     return _judge(request, area, {name: str(form.get(name, "")) for name in slot.get("fields", [])})
 
 
-@router.get(DUO_CALLBACK)
-def duo_callback(request: Request) -> Response:
-    """Where Duo sends the browser back (``{base_url}/login/duo/callback``), for either area.
+@router.get(CALLBACK_PATH)
+def module_callback(request: Request, module: str) -> Response:
+    """Where a redirecting module sends the browser back, for either area.
 
-    The query (``duo_code``, ``state``, or Duo's ``error``) is the answer; the challenge it
-    belongs to is the one kept in this browser's session.
+    The whole query is the answer, for the module to read; the challenge it belongs to
+    is the one kept in this browser's session. Only a login waiting for this module's
+    redirect is judged: any other visit (a cross-site link, a second tab, a stale
+    bookmark) is ignored and never counted against the person.
     """
-    query = request.query_params
-    answer = {key: query[key] for key in ("duo_code", "state", "error", "error_description") if key in query}
+    answer = {key: value for key, value in request.query_params.items()}
     for area in (CLIENT, ADMIN):
-        if _account(request, area, "second_factor") is not None and _slot(request, area).get("challenge_id"):
+        slot = _slot(request, area) or {}
+        if (_account(request, area, "second_factor") is not None and slot.get("challenge_id")
+                and slot.get("redirect_module") == module):
             return _judge(request, area, answer)
+    for area in (CLIENT, ADMIN):
+        if _account(request, area, "second_factor") is not None:
+            raise Redirect(f"{area.prefix}/login/2fa")
     raise Redirect(CLIENT.login)
 
 

@@ -188,7 +188,7 @@ def verify(
     if started.prompt.redirect_url:
         raise Failure(f"module {started.module!r} verifies in a browser; use `secmod serve`")
     typer.secho(started.prompt.message, bold=True)
-    answer = {}
+    answer: dict[str, str] = {}
     for field in started.prompt.fields:
         value = code if code is not None and len(answer) == 0 else None
         answer[field.name] = value or typer.prompt(field.label, hide_input=field.kind == "password")
@@ -210,7 +210,7 @@ def recover(
     """Log USER in without their device (backup code), or re-sync a drifted token."""
     host = _host()
     person = _user(user, admin, email)
-    answer = {"code": code or typer.prompt("Backup code" if method == "backup_code" else "Code")}
+    answer: dict[str, str] = {"code": code or typer.prompt("Backup code" if method == "backup_code" else "Code")}
     if method != "backup_code":
         answer["next_code"] = next_code or typer.prompt("Next code")
     result = host.recover(person, answer, method=method)

@@ -608,7 +608,7 @@ class Host:
 
     def _settle(self, user: User, stored: _Stored, verdict: Verdict, now: float, *, event: str) -> VerifyResult:
         with self.engine.begin() as conn:
-            if verdict.accepted and verdict.state is not None:
+            if isinstance(verdict, Accepted) and verdict.state is not None:
                 sealed = self._seal_state(user, stored.module, verdict.state)
                 written = conn.execute(
                     _COMPARE_AND_SET,
@@ -618,7 +618,7 @@ class Host:
                 if written != 1:
                     # Another submission changed the state first: this answer is a replay.
                     verdict = Rejected(reason="replayed")
-            if verdict.accepted:
+            if isinstance(verdict, Accepted):
                 self._reset_throttle(conn, user, stored)
                 self._audit(conn, user, stored.module, event, "ok", verdict.reason, now=now)
                 return VerifyResult(outcome=Outcome.ACCEPTED, module=stored.module, reason=verdict.reason, message=verdict.message)

@@ -44,8 +44,8 @@ def enroll(user: str, config) -> tuple[pyotp.TOTP, str]:
         lines.append(line)
         if line.startswith("URI:"):
             break
-    secret = next(l.split()[1] for l in lines if l.startswith("Secret:"))
-    uri = next(l.split()[1] for l in lines if l.startswith("URI:"))
+    secret = next(line.split()[1] for line in lines if line.startswith("Secret:"))
+    uri = next(line.split()[1] for line in lines if line.startswith("URI:"))
     assert uri.startswith("otpauth://totp/Example%20Co:") and pyotp.parse_uri(uri).secret == secret
     totp = pyotp.TOTP(secret)
     output, errors = process.communicate(totp.now() + "\n", timeout=60)

@@ -83,6 +83,14 @@ def _slot(request: Request, area: Area) -> dict[str, Any] | None:
     return session_of(request).get(area.slot)
 
 
+def _own_slot(request: Request, area: Area) -> dict[str, Any]:
+    """The slot of a person this request already showed to be here; else back to login."""
+    slot = _slot(request, area)
+    if slot is None:
+        raise Redirect(area.login)
+    return slot
+
+
 def _set_slot(request: Request, area: Area, slot: dict[str, Any] | None) -> None:
     if slot is None:
         session_of(request).pop(area.slot)
@@ -102,7 +110,7 @@ def signed_in(request: Request, area: Area, *, setup_allowed: bool = False) -> A
     account = _account(request, area, "in", "must_set_up")
     if account is None:
         raise Redirect(area.login)
-    if _slot(request, area)["stage"] == "must_set_up" and not setup_allowed:
+    if _own_slot(request, area)["stage"] == "must_set_up" and not setup_allowed:
         raise Redirect(area.security)
     return account
 
@@ -392,7 +400,7 @@ def _security_page(request: Request, area: Area, *, error: str = "", status_code
     status = host.status(user)
     module = host.modules.get(status.module) if status else None
     forced = ""
-    if _slot(request, area).get("stage") == "must_set_up":
+    if _own_slot(request, area).get("stage") == "must_set_up":
         forced = messages.FORCED_ADMIN if area.is_admin else messages.FORCED_CLIENT
     return _page(
         request, area, "security.html", status_code=status_code, status=status, choices=choices, error=error, forced=forced,
@@ -406,7 +414,7 @@ def _setup_page(request: Request, area: Area, step: Any, *, status_code: int = 2
 
 
 def _enrolled_page(request: Request, area: Area, enrolled: Enrolled) -> Response:
-    slot = _slot(request, area)
+    slot = _own_slot(request, area)
     if slot.get("stage") == "must_set_up":
         # A forced user who just proved a second factor: fully in, remember me honoured now.
         _finish_login(request, area, slot)
@@ -426,13 +434,13 @@ def _begin_setup(request: Request, area: Area) -> Response:
         return _security_page(request, area, error=str(error), status_code=503)
     if isinstance(step, Enrolled):
         return _enrolled_page(request, area, step)
-    _set_slot(request, area, {**_slot(request, area), "setup_id": step.setup_id})
+    _set_slot(request, area, {**_own_slot(request, area), "setup_id": step.setup_id})
     return _setup_page(request, area, step)
 
 
 def _confirm_setup(request: Request, area: Area) -> Response:
     account = signed_in(request, area, setup_allowed=True)
-    slot = _slot(request, area)
+    slot = _own_slot(request, area)
     form = request.state.form
     setup_id = slot.get("setup_id")
     if not setup_id:

@@ -487,11 +487,11 @@ def _verify(settings: DuoSettings, request: VerifyRequest) -> Verdict:
     if request.now - float(pending.get("issued_at", 0)) > CHALLENGE_SECONDS:
         return Rejected(reason="expired")
     answer = request.answer
-    error = answer.get("error")
-    if error:
+    duo_error = answer.get("error")
+    if duo_error:
         # Duo's redirect carries error= when the prompt could not finish (the person
         # cancelled, a policy refused). Only a short code goes to the audit.
-        code = error if _ERROR_CODE.match(error) else "other"
+        code = duo_error if _ERROR_CODE.match(duo_error) else "other"
         return Rejected(reason=f"duo_error:{code}")
     state = answer.get("state") or ""
     duo_code = answer.get("duo_code") or ""

@@ -482,8 +482,10 @@ def _verify(settings: DuoSettings, request: VerifyRequest) -> Verdict:
     pending = request.pending
     if pending is None:
         # No challenge for this answer: expired, already used (a replayed state), or
-        # started by somebody else (the host binds pending data to the person).
-        return Rejected(reason="no_challenge")
+        # started by somebody else (the host binds pending data to the person). Nothing
+        # was judged and nothing can be accepted this way, so it costs the person nothing:
+        # a cross-site link to the callback must not burn their attempts.
+        return Rejected(reason="no_challenge", counts=False)
     if request.now - float(pending.get("issued_at", 0)) > CHALLENGE_SECONDS:
         return Rejected(reason="expired")
     answer = request.answer

@@ -256,6 +256,19 @@ def test_a_state_used_twice_is_refused(duo_host, fake):
     assert fake.calls["token"] == 1  # neither replay reached Duo
 
 
+def test_an_answer_with_no_open_challenge_is_never_counted(duo_host, fake):
+    """A callback nobody is waiting for (a cross-site link, a stale tab) judges nothing:
+    it must not eat into the person's attempts, however often it comes."""
+    host = duo_host()
+    enrol(host)
+    for _ in range(7):
+        stray = host.verify(ALICE, {"duo_code": "x" * 20, "state": "y" * 36})
+        assert (stray.outcome, stray.reason, stray.attempts_left) == (Outcome.REJECTED, "no_challenge", None)
+    challenge_id, callback = login(host, fake)
+    assert host.verify(ALICE, callback, challenge_id=challenge_id).accepted
+    assert fake.calls["token"] == 1
+
+
 def test_a_tampered_state_is_refused_before_asking_duo(duo_host, fake):
     host = duo_host()
     enrol(host)

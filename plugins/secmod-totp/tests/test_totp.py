@@ -382,3 +382,18 @@ def test_resync_matches_the_rfc_oracle(digits, period, algorithm, key, now, devi
         assert result.accepted and result.state["last_step"] - 1 in newer
     else:
         assert (result.accepted, result.reason) == (False, "resync_codes_too_old")
+
+
+def test_the_secret_is_decoded_once_per_request_not_per_step(monkeypatch):
+    """The skew search and resync compute many steps; decoding costs more than the HMAC."""
+    decodes = []
+    real = base64.b32decode
+    monkeypatch.setattr(base64, "b32decode", lambda *a, **k: decodes.append(1) or real(*a, **k))
+    secret = pyotp.random_base32()
+    now = 1_800_000_000
+    state = {"secret": secret, "last_step": -1, "drift": 0}
+    assert not verify(settings_for(skew_search_minutes=60), state, "000000", now).accepted
+    assert len(decodes) == 1
+    decodes.clear()
+    assert not resync(state, "000000", "000001", now, resync_search_minutes=60).accepted
+    assert len(decodes) == 1

@@ -17,21 +17,43 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.engine import Engine
-
 from secmod.hookspecs import (
-    Accepted, Activation, ActivateRequest, Audience, ChallengeRequest, ForgetRequest, ModuleSettings,
-    RecoverRequest, Rejected, SetupComplete, SetupRequest, User, Verdict, VerifyRequest, messages,
+    Accepted,
+    ActivateRequest,
+    Activation,
+    Audience,
+    ChallengeRequest,
+    ForgetRequest,
+    ModuleSettings,
+    RecoverRequest,
+    Rejected,
+    SetupComplete,
+    SetupRequest,
+    User,
+    Verdict,
+    VerifyRequest,
+    messages,
 )
 from secmod.settings import ConfigError, SecmodSettings, describe_validation_error, load_settings
+from sqlalchemy.engine import Engine
 
 from . import backup
 from .calls import Crashed, ModuleCaller, ModuleFailed
 from .context import RequestContext
 from .errors import ModuleUnavailable, NotEnrolled, SetupExpired, UnknownModule, UserLocked
 from .outcomes import (
-    ChallengeStarted, Enrolled, EnrolmentStatus, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult,
-    locked_result, prompt_from_json, prompt_to_json, utc,
+    ChallengeStarted,
+    Enrolled,
+    EnrolmentStatus,
+    LoginState,
+    LoginStep,
+    Outcome,
+    SetupStarted,
+    VerifyResult,
+    locked_result,
+    prompt_from_json,
+    prompt_to_json,
+    utc,
 )
 from .registry import LoadedModule, ModuleRegistry, new_plugin_manager
 from .sealing import SEALED_PREFIX, KeyRing, SealError

@@ -32,10 +32,9 @@ from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
+from secmod.hookspecs import User
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
-
-from secmod.hookspecs import User
 
 from .errors import StoreUnavailable
 from .storage import AuditEvent, BackupCode, Enrolment, PendingStep, Throttle

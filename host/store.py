@@ -24,6 +24,7 @@ A future backend implements this class's public methods.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from secmod.hookspecs import User
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
+from .context import RequestContext
 from .errors import StoreUnavailable
 from .storage import AuditEvent, BackupCode, Enrolment, PendingStep, Throttle
 
@@ -112,6 +114,18 @@ class AuditRow:
     detail: str = ""
     client_ip: str = ""
     user_agent: str = ""
+
+    @classmethod
+    def about(cls, user: User | None, now: float, context: RequestContext | None = None, **fields: Any) -> AuditRow:
+        """A row about ``user`` (``None``: the ``system`` audience), from ``context``'s client."""
+        context = context or RequestContext()
+        return cls(at=now, audience=user.audience.value if user is not None else "system",
+                   user_id=user.id if user is not None else "", client_ip=context.client_ip,
+                   user_agent=context.user_agent, **fields)
+
+    def but(self, **changes: Any) -> AuditRow:
+        """This row with ``changes``."""
+        return dataclasses.replace(self, **changes)
 
     def values(self) -> dict[str, Any]:
         return {

@@ -9,9 +9,8 @@ import time
 
 import pyotp
 import pytest
-from typer.testing import CliRunner
-
 from secmod.host.cli import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -114,3 +113,13 @@ def test_enroll_picks_the_only_enabled_module_and_otherwise_asks(config):
     config.write_text(config.read_text().replace("[modules.yubikey]\nclients = true", "[modules.yubikey]\nclients = false"))
     none = secmod("enroll", "carol@example.com")
     assert none.exit_code == 1 and "no module is enabled for clients" in none.output
+
+
+def test_a_lost_key_file_stops_every_command_with_one_line(config):
+    enroll("carol@example.com", config)
+    (config.parent / "cli.keys").unlink()
+    for command in (["status", "carol@example.com"], ["verify", "carol@example.com", "--code", "000000"], ["check"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert "sealed with keys" in result.output and "restore that key file" in result.output
+        assert "Traceback" not in result.output

@@ -419,6 +419,55 @@ def test_a_wrong_secret_at_the_challenge_is_not_an_outage(duo_host, fake):
     assert raised.value.message == messages.DUO_UNAVAILABLE
 
 
+# The host applies the operator's per-module fail_mode (ModuleSettings) to Duo's
+# declared outages; these run the whole way through a real Host.
+
+def test_fail_open_lets_the_person_in_when_duo_breaks_after_the_prompt(duo_host, fake):
+    host = duo_host(fail_mode="open")
+    enrol(host)
+    challenge_id, callback = login(host, fake)
+    fake.token = "html_500"
+    result = host.verify(ALICE, callback, challenge_id=challenge_id)
+    assert (result.outcome, result.reason) == (Outcome.ACCEPTED, "fail_open")
+    assert ("verify", "ok", "fail_open") in audit(host)
+
+
+@pytest.mark.parametrize("mode", ["deny", "bad_signature", "wrong_nonce", "wrong_user", "expired", "no_id_token"])
+def test_fail_open_never_overrides_a_refusal_or_a_bad_answer(duo_host, fake, mode):
+    host = duo_host(fail_mode="open")
+    enrol(host)
+    challenge_id, callback = login(host, fake)
+    fake.token = mode
+    assert not host.verify(ALICE, callback, challenge_id=challenge_id).accepted
+
+
+def test_fail_open_does_not_apply_to_a_wrong_secret(duo_host, fake):
+    host = duo_host(fail_mode="open", client_secret="W" * 40)
+    enrol(host)
+    with pytest.raises(ModuleUnavailable) as caught:
+        host.begin_challenge(ALICE)
+    assert str(caught.value) == messages.DUO_UNAVAILABLE
+
+
+def test_fail_open_when_duo_is_down_at_the_challenge_settles_the_login_there(duo_host, fake):
+    host = duo_host(fail_mode="open")
+    enrol(host)
+    fake.health = "drop"
+    started = host.begin_challenge(ALICE)
+    assert (started.outcome, started.reason) == (Outcome.ACCEPTED, "fail_open")
+    assert ("challenge", "ok", "fail_open") in audit(host)
+    assert fake.calls["authorize"] == 0
+
+
+def test_fail_closed_when_duo_is_down_at_the_challenge_leaves_the_backup_code(duo_host, fake):
+    host = duo_host(fail_mode="closed")
+    enrol(host)
+    fake.health = "json_503"
+    with pytest.raises(ModuleUnavailable, match="service disruption"):
+        host.begin_challenge(ALICE)
+    assert ("challenge", "fail", "provider_error") in audit(host)
+
+
 def test_duo_has_no_fail_switch_of_its_own():
     # fail_mode belongs to the host's ModuleSettings base: one policy for every module.
     assert "fail_mode" not in vars(secmod_duo.DuoSettings).get("__annotations__", {})

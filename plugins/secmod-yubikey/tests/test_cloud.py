@@ -177,6 +177,21 @@ def test_an_error_signed_with_the_empty_key_is_an_outage_never_counted(
     assert login(host, ada, key.press()).accepted
 
 
+def test_fail_open_lets_the_person_in_only_for_an_outage(cloud: FakeYubiCloud, yubikey_host: Any, ada: User) -> None:
+    host = yubikey_host(cloud.settings(fail_mode="open"))
+    key = cloud.new_key()
+    enrol(host, ada, key)
+    cloud.bad_signature = True  # an answer that is not from our key: never an outage
+    assert not login(host, ada, key.press()).accepted
+    cloud.bad_signature = False
+    cloud.force_status = "BAD_OTP"  # signed with our key: the OTP is wrong
+    assert not login(host, ada, key.press()).accepted
+    cloud.force_status = None
+    cloud.stop()
+    result = host.verify(ada, {"otp": key.press()})
+    assert (result.outcome, result.reason) == (Outcome.ACCEPTED, "fail_open")
+
+
 def test_the_module_declares_an_outage_with_provider_unavailable(cloud: FakeYubiCloud, ada: User) -> None:
     settings = _settings(cloud)
     key = cloud.new_key()

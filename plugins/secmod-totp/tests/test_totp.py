@@ -398,3 +398,19 @@ def test_the_secret_is_decoded_once_per_request_not_per_step(monkeypatch):
     decodes.clear()
     assert not resync(state, "000000", "000001", now, resync_search_minutes=60).accepted
     assert len(decodes) == 1
+
+
+def test_resync_through_the_host_says_why_old_codes_are_refused(make_host, fake_clock):
+    """Right after enrolling, a phone 5 minutes behind: the host shows the module's reason
+    and message, and the refusal costs no attempt."""
+    host = make_host({"totp": {}})
+    started = host.begin_setup(USER, "totp")
+    totp = pyotp.TOTP(started.prompt.provisioning.secret)
+    assert isinstance(host.continue_setup(USER, started.setup_id, {"code": totp.at(fake_clock.now)}), Enrolled)
+    behind = fake_clock.now - 5 * 60
+    result = host.recover(USER, {"code": totp.at(behind), "next_code": totp.at(behind + 30)}, method="resync")
+    assert (result.outcome, result.reason) == (Outcome.REJECTED, "resync_codes_too_old")
+    assert "older than the last code accepted" in result.message and result.attempts_left is None
+    fake_clock.advance(30)
+    ahead = fake_clock.now + 5 * 60
+    assert host.recover(USER, {"code": totp.at(ahead), "next_code": totp.at(ahead + 30)}, method="resync").accepted

@@ -41,7 +41,7 @@ from secmod.hookspecs import (
     messages,
 )
 
-__all__ = ["RESYNC_CODES_TOO_OLD", "TotpSettings", "describe_skew", "find_step", "find_step_below"]
+__all__ = ["RESYNC_CODES_TOO_OLD", "TotpSettings", "describe_skew"]
 
 _DIGESTS = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}
 _SPACES = re.compile(r"[\s\-]")

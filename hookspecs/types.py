@@ -35,6 +35,7 @@ __all__ = [
     "SetupComplete",
     "SetupPrompt",
     "SetupRequest",
+    "URLLIB3_LOGGERS",
     "User",
     "Verdict",
     "VerifyRequest",
@@ -112,6 +113,10 @@ class ModuleSettings(BaseModel):
         return self.clients if Audience(audience) is Audience.CLIENT else self.admins
 
 
+URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "urllib3.poolmanager")
+"""urllib3's loggers that write request URLs, query strings included (requests uses urllib3)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LogRedaction:
     """A secret that a library the module uses may write to its log, for the host to mask.
@@ -123,12 +128,13 @@ class LogRedaction:
     :param pattern: a regular expression; every match in a record's formatted message
         is replaced by ``[redacted]``. Keep the context outside the match with a
         lookbehind, e.g. ``(?<=otp=)[^&\\s]+``.
-    :param loggers: the loggers whose records are masked; urllib3 logs every request
-        URL, query string included, at DEBUG.
+    :param loggers: the loggers whose records are masked (a filter sees only its own
+        logger's records, not its children's); by default urllib3's three that write
+        request URLs, query strings included: each request at DEBUG, retries, redirects.
     """
 
     pattern: str
-    loggers: tuple[str, ...] = ("urllib3.connectionpool",)
+    loggers: tuple[str, ...] = URLLIB3_LOGGERS
 
     def __post_init__(self) -> None:
         try:

@@ -56,6 +56,11 @@ def test_with_duo_and_yubikey_loaded_no_code_reaches_any_debug_record(
     cloud.bad_signature = True  # yubico_client then logs the response's parameters
     host.verify(KEY_USER, {"otp": otps[2]})
     secrets_seen += otps + [otp[12:] for otp in otps]
+    # urllib3 writes URLs from two more loggers, on a retry and a redirect.
+    logging.getLogger("urllib3.util.retry").debug(
+        "Incremented Retry for (url='%s'): %r", "/oauth/v1/token?code=RETRYCODE&client_assertion=x", None)
+    logging.getLogger("urllib3.poolmanager").info("Redirecting %s -> %s", f"/verify?otp={otps[2]}", "/elsewhere")
+    secrets_seen.append("RETRYCODE")
 
     loggers = {record.name for record in caplog.records}
     assert {"urllib3.connectionpool", "yubico.client"} <= loggers, "the libraries did log"

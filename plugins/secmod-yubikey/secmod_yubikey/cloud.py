@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from secmod.hookspecs import LogRedaction
+from secmod.hookspecs import URLLIB3_LOGGERS, LogRedaction
 from yubico_client import Yubico
 from yubico_client.yubico_exceptions import (
     InvalidClientIdError,
@@ -171,7 +171,7 @@ def ask(
 # at WARNING, and requests' error text (which quotes the URL) at ERROR; urllib3 logs the
 # URL at DEBUG. An OTP that never reached a server is still a live credential. The host
 # masks these in both loggers (ModuleInfo.log_redactions); modules install no filters.
-_LIBRARY_LOGGERS = ("yubico.client", "urllib3.connectionpool")
+_LIBRARY_LOGGERS = ("yubico.client", *URLLIB3_LOGGERS)
 LOG_REDACTIONS = (
     LogRedaction(pattern=r"(?<=\botp=)[^&\s'\",)]+", loggers=_LIBRARY_LOGGERS),
     LogRedaction(pattern=r"(?<=\bnonce=)[^&\s'\",)]+", loggers=_LIBRARY_LOGGERS),

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
 import warnings
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -43,14 +44,24 @@ def post(client: TestClient, path: str, data: dict, *, page: str, follow: bool =
     return client.post(path, data={"csrf_token": token.group(1), **data}, follow_redirects=follow)
 
 
+def _client_for(tmp_path, fake, **duo):
+    # No redirect_url: the host gives Duo its own callback, {web.base_url}/login/duo/callback.
+    app = create_app(write_config(tmp_path, fake.settings("", clients=True, **duo)))
+    return app, TestClient(app, base_url=BASE_URL)
+
+
 @pytest.fixture
 def web_client(tmp_path, fake):
-    # The web host serves Duo's callback at {web.base_url}/login/duo/callback (docs/duo.md).
-    config = write_config(tmp_path, fake.settings(f"{BASE_URL}/login/duo/callback", clients=True))
-    app = create_app(config)
-    with TestClient(app, base_url=BASE_URL) as client:
+    app, client = _client_for(tmp_path, fake)
+    with client:
         yield client
     app.state.web.close()
+
+
+def _redirect_uri(duo_url: str) -> str:
+    request_jwt = parse_qs(urlsplit(duo_url).query)["request"][0]
+    payload = request_jwt.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["redirect_uri"]
 
 
 def sign_up_and_enable_duo(client: TestClient) -> None:
@@ -72,6 +83,7 @@ def test_log_in_through_duo(web_client, fake):
         response = web_client.get(response.headers["location"], follow_redirects=False)
     duo_url = response.headers["location"]
     assert duo_url.startswith(f"https://{fake.api_hostname}/oauth/v1/authorize?")
+    assert _redirect_uri(duo_url) == f"{BASE_URL}/login/duo/callback"  # built by the host
     back = fake.come_back(duo_url)  # the browser at Duo, approved
     landed = web_client.get("/login/duo/callback", params=back)
     assert landed.status_code == 200
@@ -90,3 +102,20 @@ def test_a_denied_login_stays_out(web_client, fake):
     assert refused.status_code == 401
     assert "The second factor you supplied was incorrect" in html.unescape(refused.text)
     assert web_client.get("/clientarea", follow_redirects=False).status_code in (302, 303)
+
+
+@pytest.mark.parametrize(("fail_mode", "lands_on"), [("open", "/clientarea"), ("closed", "/login/2fa")])
+def test_duo_down_at_login_follows_the_operators_fail_mode(tmp_path, fake, fail_mode, lands_on):
+    app, client = _client_for(tmp_path, fake, fail_mode=fail_mode)
+    try:
+        with client:
+            sign_up_and_enable_duo(client)
+            fake.health = "drop"
+            landed = post(client, "/login", {"email": "ada@example.com", "password": PASSWORD}, page="/login")
+            assert urlsplit(str(landed.url)).path == lands_on
+            if fail_mode == "closed":
+                assert messages.DUO_DISRUPTION in html.unescape(landed.text)
+            reasons = [e.reason for e in app.state.web.host.audit_events(limit=50) if e.event == "challenge"]
+            assert reasons[0] == ("fail_open" if fail_mode == "open" else "unavailable")
+    finally:
+        app.state.web.close()

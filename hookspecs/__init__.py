@@ -9,6 +9,7 @@ from . import messages
 from .errors import ModuleError, ProviderUnavailable
 from .markers import CONTRACT_VERSION, PROJECT, hookimpl
 from .types import (
+    BACKUP_CODE_METHOD,
     Accepted,
     Activation,
     ActivateRequest,
@@ -22,7 +23,9 @@ from .types import (
     Prompt,
     Provisioning,
     RecoverRequest,
+    RecoveryMethod,
     Rejected,
+    SettingsT,
     SetupComplete,
     SetupPrompt,
     SetupRequest,
@@ -33,6 +36,7 @@ from .types import (
 )
 
 __all__ = [
+    "BACKUP_CODE_METHOD",
     "CONTRACT_VERSION",
     "PROJECT",
     "Accepted",
@@ -50,7 +54,9 @@ __all__ = [
     "ProviderUnavailable",
     "Provisioning",
     "RecoverRequest",
+    "RecoveryMethod",
     "Rejected",
+    "SettingsT",
     "SetupComplete",
     "SetupPrompt",
     "SetupRequest",

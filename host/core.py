@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
 from secmod.hookspecs import (
+    BACKUP_CODE_METHOD,
     Accepted,
     Activation,
     ActivateRequest,
@@ -35,6 +36,7 @@ from secmod.hookspecs import (
     Prompt,
     Provisioning,
     RecoverRequest,
+    RecoveryMethod,
     Rejected,
     SetupComplete,
     SetupPrompt,
@@ -49,6 +51,7 @@ from secmod.settings import ConfigError, SecmodSettings, describe_validation_err
 from . import backup
 from .errors import ModuleUnavailable, NotEnrolled, SetupExpired, UnknownModule
 from .outcomes import ChallengeStarted, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
+from .qr import with_qr_codes
 from .registry import LoadedModule, ModuleRegistry, new_plugin_manager
 from .sealing import SEALED_PREFIX, KeyRing, SealError
 from .storage import AuditEvent, BackupCode, Enrolment, PendingStep, Throttle, open_engine
@@ -84,6 +87,18 @@ _COMPARE_AND_SET = (
     .values(state=sa.bindparam("p_state"), version=sa.bindparam("p_new_version"), updated_at=sa.bindparam("p_now"))
 )
 _AUDIT = _audit.insert()
+
+
+BACKUP_CODE = RecoveryMethod(
+    name=BACKUP_CODE_METHOD,
+    label=messages.LOGIN_USING_BACKUP_CODE,
+    prompt=Prompt(
+        message="Enter one of your backup codes",
+        instructions="Each backup code works once; a new one is shown after you log in with it.",
+        fields=(Field(name="code", label="Backup code", autocomplete="off", placeholder="xxxx xxxx xxxx xxxx"),),
+    ),
+)
+"""The host's own recovery method: a one-use backup code (answer field ``code``)."""
 
 
 class UserLocked(ModuleUnavailable):
@@ -130,6 +145,21 @@ def _token_id(token: str) -> str:
     # The database keeps only a hash of a step's token: a read-only leak of the
     # table cannot be replayed as someone's pending challenge.
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+# A challenge id says whether its challenge keeps pending data (spent by the first answer)
+# or none (answerable again until accepted), so a verify can tell the application which,
+# without storing anything for challenges that keep nothing. Forging the marker gains
+# nothing: it changes only what the caller is told, never what is accepted.
+_ONE_SHOT, _REUSABLE = "o.", "r."
+
+
+def _challenge_token(*, one_shot: bool) -> str:
+    return (_ONE_SHOT if one_shot else _REUSABLE) + secrets.token_urlsafe(32)
+
+
+def _is_one_shot(challenge_id: str) -> bool:
+    return not challenge_id.startswith(_REUSABLE)
 
 
 def _prompt_to_json(prompt: Prompt) -> dict[str, Any]:
@@ -309,7 +339,10 @@ class Host:
         if not settings.enabled_for(user.audience):
             raise UnknownModule(f"module {module.name!r} is not enabled for {user.audience.value}s")
         now = self.clock()
-        request = SetupRequest(settings=settings, user=user, now=now, state=self._current_state(user, module.name))
+        request = SetupRequest(
+            settings=settings, user=user, now=now, issuer=self.settings.issuer,
+            state=self._current_state(user, module.name),
+        )
         step = self._call_setup(module, user, request)
         if isinstance(step, SetupComplete):
             return self._enrol(user, module.name, step, setup_token=None, now=now)
@@ -339,7 +372,7 @@ class Host:
         saved = self._unseal_pending(row, user)
         prompt = _prompt_from_json(saved["prompt"])
         request = SetupRequest(
-            settings=self.module_settings[module.name], user=user, now=now,
+            settings=self.module_settings[module.name], user=user, now=now, issuer=self.settings.issuer,
             answer={k: str(v) for k, v in answer.items()}, pending=saved["pending"],
             state=self._current_state(user, module.name),
         )
@@ -376,6 +409,8 @@ class Host:
         if not isinstance(step, SetupPrompt | SetupComplete):
             self._module_crashed(user, module.name, "setup_user", TypeError(type(step).__name__))
             raise ModuleUnavailable(failed)
+        if isinstance(step, SetupPrompt):
+            return dataclasses.replace(step, prompt=with_qr_codes(step.prompt))
         return step
 
     def _enrol(
@@ -471,7 +506,9 @@ class Host:
         state = self._open_state(user, stored)
         if state is None:
             raise ModuleUnavailable(messages.MODULE_LOAD_ERROR)
-        request = ChallengeRequest(settings=self.module_settings[module.name], user=user, now=now, state=state)
+        request = ChallengeRequest(
+            settings=self.module_settings[module.name], user=user, now=now, issuer=self.settings.issuer, state=state
+        )
         try:
             challenge = module.hooks.challenge(request=request)
         except ModuleError as error:
@@ -481,7 +518,7 @@ class Host:
             self._module_crashed(user, module.name, "challenge", error)
             raise ModuleUnavailable(messages.MODULE_LOAD_ERROR) from None
         ttl = min(challenge.expires_in, self.settings.challenge_ttl_seconds)
-        token = secrets.token_urlsafe(32)
+        token = _challenge_token(one_shot=challenge.pending is not None)
         if challenge.pending is not None:
             data = self._seal_pending("challenge", user, module.name, dict(challenge.pending))
             with self.engine.begin() as conn:
@@ -514,13 +551,29 @@ class Host:
             verdict = self._fail_mode(stored.module)
         else:
             request = VerifyRequest(
-                settings=self.module_settings[module.name], user=user, now=now,
+                settings=self.module_settings[module.name], user=user, now=now, issuer=self.settings.issuer,
                 answer={k: str(v) for k, v in answer.items()}, state=state, pending=pending,
             )
             verdict = self._judge(user, module, "verify", request)
-        return self._settle(user, stored, verdict, now, event="verify")
+        result = self._settle(user, stored, verdict, now, event="verify")
+        if result.outcome is Outcome.REJECTED and challenge_id and not _is_one_shot(challenge_id):
+            return dataclasses.replace(result, challenge_open=True)
+        return result
 
-    def recover(self, user: User, answer: Mapping[str, str], *, method: str = "backup_code") -> VerifyResult:
+    def recovery_methods(self, user: User) -> tuple[RecoveryMethod, ...]:
+        """The ways back in ``user`` has, each with the prompt to show: the host's backup
+        code first, then the methods their module declares. Empty when not enrolled.
+
+        A host application renders a method's ``prompt`` and passes what was typed,
+        keyed by its field names, to :meth:`recover` with ``method=method.name``.
+        """
+        stored = self._load(user)
+        if stored is None:
+            return ()
+        module = self.registry.modules.get(stored.module)
+        return (BACKUP_CODE, *(module.info.recovery_methods if module is not None else ()))
+
+    def recover(self, user: User, answer: Mapping[str, str], *, method: str = BACKUP_CODE_METHOD) -> VerifyResult:
         """The way in without the device.
 
         ``backup_code`` (answer field ``code``): a one-use code logs the person in,
@@ -536,14 +589,15 @@ class Host:
         if method == "backup_code":
             return self._recover_with_backup_code(user, stored, answer, now)
         module = self.registry.modules.get(stored.module)
-        if module is None or method not in module.info.recovery_methods:
+        if module is None or module.info.recovery_method(method) is None:
             raise UnknownModule(f"recovery method {method!r} is not offered by module {stored.module!r}")
         state = self._open_state(user, stored)
         if state is None:
             verdict = self._fail_mode(stored.module)
         else:
             request = RecoverRequest(
-                settings=self.module_settings[module.name], user=user, now=now, method=method,
+                settings=self.module_settings[module.name], user=user, now=now, issuer=self.settings.issuer,
+                method=method,
                 answer={k: str(v) for k, v in answer.items()}, state=state,
             )
             verdict = self._judge(user, module, "recover", request)

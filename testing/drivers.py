@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
-from secmod.hookspecs import Prompt, User
+from secmod.hookspecs import Prompt, RecoveryMethod, User
 
 from .clock import FakeClock
 from .contract import ModuleDriver
@@ -71,6 +71,24 @@ class TotpDriver(ModuleDriver):
         while str(candidate).zfill(self.digits) in near:
             candidate = (candidate + 1) % 10**self.digits
         return {"code": str(candidate).zfill(self.digits)}
+
+    def answer_recovery(self, method: RecoveryMethod, user: User) -> dict[str, str]:
+        """``resync`` as a person does it: the code shown now, then, once the app shows
+        the next one, that one; the answer is sent when the second code appears."""
+        assert method.name == "resync", f"the TOTP driver knows no recovery method {method.name!r}"
+        self.clock.advance(self.period)
+        first = self._code(self.clock())
+        self.clock.advance(self.period)
+        return {"code": first, "next_code": self._code(self.clock())}
+
+    def wrong_recovery_answer(self, method: RecoveryMethod, user: User) -> dict[str, str]:
+        wrong = self.wrong_answer(Prompt(message=""), user)["code"]
+        # Two different codes, neither near now; a module checking one of them still refuses.
+        other = str((int(wrong) + 1) % 10**self.digits).zfill(self.digits)
+        near = {self._code(self.clock() + step * self.period) for step in range(-30, 31)}
+        while other in near or other == wrong:
+            other = str((int(other) + 1) % 10**self.digits).zfill(self.digits)
+        return {"code": wrong, "next_code": other}
 
 
 class DuoDriver(ModuleDriver):

@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from secmod.hookspecs import Audience, User
+from secmod.hookspecs import BACKUP_CODE_METHOD, Audience, User
 from secmod.settings import ConfigError, config_path, load_settings, set_module_setting
 
 from .errors import SecmodError
@@ -191,19 +191,56 @@ def recover(
     user: str,
     admin: AdminOption = False,
     email: EmailOption = None,
-    method: Annotated[str, typer.Option(help="backup_code, or a module's method (totp: resync).")] = "backup_code",
-    code: Annotated[str | None, typer.Option(help="The backup code, or the first of two codes.")] = None,
-    next_code: Annotated[str | None, typer.Option(help="resync: the code after --code.")] = None,
+    method: Annotated[str, typer.Option(help="backup_code, or a method of USER's module (totp: resync).")] = "backup_code",
+    answer: Annotated[
+        list[str] | None,
+        typer.Option("--answer", "-a", metavar="FIELD=VALUE", help="A field of the method's prompt; asked for when missing."),
+    ] = None,
 ) -> None:
-    """Log USER in without their device (backup code), or re-sync a drifted token."""
+    """Log USER in without their device (a backup code), or recover with one of their module's methods.
+
+    The fields asked for are the ones the method declares (see the module's docs).
+    """
     host = _host()
     person = _user(user, admin, email)
-    answer = {"code": code or typer.prompt("Backup code" if method == "backup_code" else "Code")}
-    if method != "backup_code":
-        answer["next_code"] = next_code or typer.prompt("Next code")
-    result = host.recover(person, answer, method=method)
+    methods = {declared.name: declared for declared in host.recovery_methods(person)}
+    if not methods:
+        raise Failure(f"{user} has no second factor")
+    chosen = methods.get(method)
+    if chosen is None:
+        raise Failure(f"{user} cannot recover with {method!r}; their methods: {', '.join(methods)}")
+    given = _parse_answers(answer or [])
+    unknown = sorted(set(given) - {field.name for field in chosen.prompt.fields})
+    if unknown:
+        raise Failure(f"{method} asks for no field {', '.join(unknown)}; it asks for "
+                      + ", ".join(field.name for field in chosen.prompt.fields if field.kind != "hidden"))
+    if set(given) != {field.name for field in chosen.prompt.fields if field.kind != "hidden"}:
+        typer.secho(chosen.prompt.message, bold=True)
+        if chosen.prompt.instructions:
+            typer.echo(chosen.prompt.instructions)
+    values: dict[str, str] = {}
+    for field in chosen.prompt.fields:
+        if field.kind == "hidden":
+            values[field.name] = field.value
+        elif field.name in given:
+            values[field.name] = given[field.name]
+        else:
+            # A backup code is as secret as a password: never echoed.
+            hide = field.kind == "password" or chosen.name == BACKUP_CODE_METHOD
+            values[field.name] = typer.prompt(field.label, hide_input=hide)
+    result = host.recover(person, values, method=chosen.name)
     _print_result(result)
     _exit_for(result)
+
+
+def _parse_answers(pairs: list[str]) -> dict[str, str]:
+    answers: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise Failure(f"--answer takes FIELD=VALUE, got {name.strip() or '(nothing)'}{'=...' if sep else ''}")
+        answers[name.strip()] = value
+    return answers
 
 
 @app.command()

@@ -62,7 +62,7 @@ def test_enrol_verify_recover_status_disable(config):
     assert ok.exit_code == 0 and "accepted" in ok.output
     again = secmod("verify", "alice@example.com", "--code", next_code)
     assert again.exit_code == 1 and "You have 4 attempts remaining." in again.output
-    recovered = secmod("recover", "alice@example.com", "--code", backup)
+    recovered = secmod("recover", "alice@example.com", "--answer", f"code={backup}")
     assert recovered.exit_code == 0 and "Your New Backup Code is:" in recovered.output
     status = secmod("status", "alice@example.com")
     assert "totp, enrolled" in status.output and "backup codes left: 1" in status.output
@@ -100,3 +100,24 @@ def test_errors_are_one_line_without_traceback(config):
     assert "digits: Input should be 6 or 8" in result.output and "Traceback" not in result.output
     missing = runner.invoke(app, ["--config", str(config.parent / "nope.toml"), "modules"])
     assert missing.exit_code == 2 and "config file not found" in missing.output
+
+
+def test_recover_asks_for_the_fields_the_method_declares(config):
+    totp, backup = enroll("carol@example.com", config)
+    # TOTP's resync declares `code` and `next_code`: asked in order, with its prompt shown.
+    # The phone runs five minutes fast.
+    now = time.time()
+    asked = secmod("recover", "carol@example.com", "--method", "resync",
+                   input=f"{totp.at(now + 300)}\n{totp.at(now + 330)}\n")
+    assert "Enter two consecutive codes" in asked.output
+    assert "Code:" in asked.output and "Next code:" in asked.output
+    assert asked.exit_code == 0, asked.output
+    unknown = secmod("recover", "carol@example.com", "--method", "resync", "--answer", "pin=1")
+    assert unknown.exit_code == 1 and "asks for no field pin" in unknown.output and "code, next_code" in unknown.output
+    nothing = secmod("recover", "carol@example.com", "--method", "dance")
+    assert nothing.exit_code == 1 and "backup_code, resync" in nothing.output
+    malformed = secmod("recover", "carol@example.com", "--answer", "code")
+    assert malformed.exit_code == 1 and "FIELD=VALUE" in malformed.output
+    # The backup code is never echoed when typed.
+    typed = secmod("recover", "carol@example.com", input=backup + "\n")
+    assert typed.exit_code == 0 and backup not in typed.output

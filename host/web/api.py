@@ -165,6 +165,10 @@ class VerifyOut(BaseModel):
     locked_until: datetime | None
     detail: str
     new_backup_codes: list[str]
+    challenge_open: bool = Field(
+        description="The same challenge_id may be answered again (a rejected TOTP code); "
+        "false: start a new challenge before the next answer."
+    )
 
 
 class SetupOut(BaseModel):

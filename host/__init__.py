@@ -14,6 +14,7 @@ from .errors import (
     UnknownModule,
 )
 from .outcomes import ChallengeStarted, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
+from .settings_file import ModuleSettingsFile
 
 __all__ = [
     "ChallengeStarted",
@@ -25,6 +26,7 @@ __all__ = [
     "LoginStep",
     "ModuleConflictError",
     "ModuleLoadError",
+    "ModuleSettingsFile",
     "ModuleUnavailable",
     "NotEnrolled",
     "Outcome",

@@ -404,8 +404,64 @@ def new_module(
     typer.echo(f"next: pip install -e '{project}[test]' && pytest {project}")
 
 
+def _config_in(argv: list[str]) -> str | None:
+    """The --config value of a command line, before Typer parses it."""
+    for index, arg in enumerate(argv):
+        if arg in {"--config", "-c"} and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--config="):
+            return arg.partition("=")[2]
+    return None
+
+
+def add_module_commands(argv: list[str] | None = None) -> typer.Typer:
+    """secmod's command line with each loadable module's commands as ``secmod NAME ...``
+    (hook ``register_commands``); ``argv`` gives the ``--config`` to read.
+
+    Modules the settings block or leave out of their allow list are never imported. A
+    module whose name is a command of secmod's own, or whose hook fails, is skipped with
+    a warning: one module cannot take the command line down.
+    """
+    from .registry import ModuleRegistry, new_plugin_manager
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        settings = load_settings(_config_in(argv))
+        allow, block = settings.loading.allow, settings.loading.block
+    except ConfigError:
+        allow, block = None, []  # the command itself will report the broken file
+    registry = ModuleRegistry(new_plugin_manager())
+    registry.load(allow=allow, block=block, required=set(), entry_points=True)
+    # A copy of the core app, so that each call starts from secmod's own commands only.
+    full = typer.Typer(name=app.info.name, help=app.info.help, no_args_is_help=True,
+                       pretty_exceptions_enable=False, add_completion=False)
+    full.registered_callback = app.registered_callback
+    full.registered_commands = list(app.registered_commands)
+    full.registered_groups = list(app.registered_groups)
+    taken = {
+        command.name or (command.callback.__name__.replace("_", "-") if command.callback else "")
+        for command in app.registered_commands
+    } | {group.name for group in app.registered_groups if group.name}
+    warn = logging.getLogger("secmod.cli").warning
+    for name, module in sorted(registry.modules.items()):
+        group = typer.Typer(name=name, help=f"{module.info.friendly_name}: the module's own commands.",
+                            no_args_is_help=True, add_completion=False)
+        try:
+            module.hooks.register_commands(cli=group)
+        except Exception as error:
+            warn("module %r: register_commands failed (%s); its commands are skipped", name, type(error).__name__)
+            continue
+        if not (group.registered_commands or group.registered_groups):
+            continue
+        if name in taken:
+            warn("module %r: its name is a secmod command; its commands are skipped", name)
+            continue
+        full.add_typer(group, name=name)
+    return full
+
+
 def main() -> None:
-    app()
+    add_module_commands()()
 
 
 if __name__ == "__main__":  # pragma: no cover

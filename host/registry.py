@@ -36,7 +36,9 @@ __all__ = ["ENTRY_POINT_GROUP", "LoadedModule", "ModuleRegistry", "new_plugin_ma
 
 ENTRY_POINT_GROUP = "secmod.modules"
 log = logging.getLogger("secmod.host")
-MODULE_HOOKS = ("configure", "activate", "setup_user", "challenge", "verify", "recover", "forget_user")
+MODULE_HOOKS = (
+    "configure", "activate", "setup_user", "challenge", "verify", "recover", "forget_user", "register_commands",
+)
 
 
 def new_plugin_manager() -> pluggy.PluginManager:

@@ -121,3 +121,29 @@ def test_recover_asks_for_the_fields_the_method_declares(config):
     # The backup code is never echoed when typed.
     typed = secmod("recover", "carol@example.com", input=backup + "\n")
     assert typed.exit_code == 0 and backup not in typed.output
+
+
+def test_modules_add_their_commands_unless_the_settings_block_them(tmp_path):
+    from secmod.host.cli import add_module_commands
+
+    listed = runner.invoke(add_module_commands([]), ["--help"])
+    assert listed.exit_code == 0 and "yubikey" in listed.output
+    assert "import-keys" in runner.invoke(add_module_commands([]), ["yubikey", "--help"]).output
+    config = tmp_path / "secmod.toml"
+    config.write_text('[loading]\nblock = ["yubikey"]\n')
+    blocked = runner.invoke(add_module_commands(["--config", str(config)]), ["--help"])
+    assert blocked.exit_code == 0 and "yubikey" not in blocked.output
+    # The core app itself never gains a module's commands.
+    assert "yubikey" not in secmod("--help").output
+
+
+def test_module_commands_run_from_the_installed_secmod_command(tmp_path):
+    config = tmp_path / "secmod.toml"
+    config.write_text("[modules.yubikey]\n")
+    export = tmp_path / "export.csv"
+    export.write_text("1,vvcccccccccc,0011,zz,,,\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "secmod.host.cli", "--config", str(config), "yubikey", "import-keys", str(export)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2 and "line 1" in done.stderr and "Traceback" not in done.stderr

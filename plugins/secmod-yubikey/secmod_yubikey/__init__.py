@@ -377,3 +377,11 @@ def verify(request: VerifyRequest) -> Verdict:
     if counters is not None:
         entry["last"] = list(counters)
     return Accepted(state={**request.state, "keys": {**bound, public_id: entry}})
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """``secmod yubikey import-keys``: local-mode keys from a programming tool's export."""
+    from .cli import import_keys  # typer and the settings file only when the CLI asks
+
+    cli.command("import-keys")(import_keys)

@@ -234,6 +234,21 @@ class ModuleContract:
     (``database_url`` for PostgreSQL, say).
     """
 
+    # The suite's own fixtures, so that a module's tests need no plugin (and a host
+    # application's fixtures of the same names are never replaced by ours).
+    @pytest.fixture
+    def fake_clock(self) -> Any:
+        from .clock import FakeClock
+
+        return FakeClock()
+
+    @pytest.fixture
+    def make_host(self, tmp_path: Any, fake_clock: Any) -> Iterator[Callable[..., Any]]:
+        from .plugin import host_factory
+
+        with host_factory(tmp_path, fake_clock) as factory:
+            yield factory
+
     @pytest.fixture
     def driver(self) -> ModuleDriver:
         raise pytest.UsageError(

@@ -134,6 +134,7 @@ def configure() -> ModuleInfo:
             "No configuration required."
         ),
         settings_model=TotpSettings,
+        contract=">=1.1,<2",  # RecoveryMethod and the host-drawn QR code are 1.1
         recovery_methods=(RESYNC,),
     )
 

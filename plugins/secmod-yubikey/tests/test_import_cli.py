@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 from secmod.hookspecs import Audience, User
 from secmod.host import Host
 from secmod.settings import load_settings
-from secmod.testing.soft_yubikey import SoftYubiKey
+from secmod_yubikey.testing.soft_yubikey import SoftYubiKey
 from secmod.host.cli import add_module_commands
 
 runner = CliRunner()

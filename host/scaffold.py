@@ -245,7 +245,7 @@ def configure() -> ModuleInfo:
 
 
 @hookimpl
-def activate(request: ActivateRequest) -> Activation:
+def activate(request: ActivateRequest[${camel}Settings]) -> Activation:
     """Check that the settings work before the module is switched on.
 
     Reach your provider here if you have one; raise ``ModuleError`` to refuse.
@@ -254,15 +254,16 @@ def activate(request: ActivateRequest) -> Activation:
 
 
 @hookimpl
-def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
+def setup_user(request: SetupRequest[${camel}Settings]) -> SetupPrompt | SetupComplete:
     """Enrol a person: first show the secret, then check the first code.
 
     Called with ``answer=None`` first: return a ``SetupPrompt`` with what to keep in
     ``pending`` (sealed by the host). Called again with the answer: raise
     ``ModuleError`` when it is wrong (the person may retry), or return
-    ``SetupComplete`` with the state to store.
+    ``SetupComplete`` with the state to store. ``request.settings`` is your own settings
+    model, typed by ``SetupRequest[${camel}Settings]``.
     """
-    settings: ${camel}Settings = request.settings  # type: ignore[assignment]
+    settings = request.settings
     if request.answer is None or request.pending is None:
         secret = base64.b32encode(secrets.token_bytes(20)).decode()
         prompt = Prompt(
@@ -281,7 +282,7 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
 
 
 @hookimpl
-def challenge(request: ChallengeRequest) -> Challenge:
+def challenge(request: ChallengeRequest[${camel}Settings]) -> Challenge:
     """Start the second step of a login: the fields to fill, or a redirect.
 
     Put what ``verify`` must find again in ``Challenge.pending``; the host hands it
@@ -291,13 +292,13 @@ def challenge(request: ChallengeRequest) -> Challenge:
 
 
 @hookimpl
-def verify(request: VerifyRequest) -> Verdict:
+def verify(request: VerifyRequest[${camel}Settings]) -> Verdict:
     """Judge the answer. Never raise for a wrong answer: return ``Rejected``.
 
     ``Accepted(state=...)`` is written back by the host with a compare-and-set, so
     moving the counter on is all it takes for a code never to work twice.
     """
-    settings: ${camel}Settings = request.settings  # type: ignore[assignment]
+    settings = request.settings
     counter = _find(request.state["secret"], request.answer.get("code"), int(request.state["counter"]), settings)
     if counter is None:
         return Rejected(reason="wrong_code")
@@ -305,7 +306,7 @@ def verify(request: VerifyRequest) -> Verdict:
 
 
 @hookimpl
-def recover(request: RecoverRequest) -> Verdict | None:
+def recover(request: RecoverRequest[${camel}Settings]) -> Verdict | None:
     """Extra ways back in, listed in ``ModuleInfo.recovery_methods``.
 
     Backup codes are the host's; return ``None`` for methods that are not yours.
@@ -314,7 +315,7 @@ def recover(request: RecoverRequest) -> Verdict | None:
 
 
 @hookimpl
-def forget_user(request: ForgetRequest) -> None:
+def forget_user(request: ForgetRequest[${camel}Settings]) -> None:
     """The person's enrolment is being removed: release anything held elsewhere."""
 '''
 
@@ -323,11 +324,24 @@ TESTS = '''\
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import struct
+
 import pytest
 
 from secmod.hookspecs import Prompt, User
 from secmod.testing import ModuleContract, ModuleDriver
-from $package import hotp
+
+
+def hotp(secret: str, counter: int, digits: int) -> str:
+    """RFC 4226, written here from the RFC and not imported from the module: the driver
+    plays the token, so a mistake in the module's own code cannot hide behind it."""
+    mac = hmac.new(base64.b32decode(secret), struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    value = struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF
+    return str(value % 10**digits).zfill(digits)
 
 
 class TokenDriver(ModuleDriver):

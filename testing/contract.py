@@ -38,7 +38,15 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from pydantic import ValidationError
 
-from secmod.hookspecs import CONTRACT_VERSION, Audience, ModuleInfo, ModuleSettings, Prompt, RecoveryMethod, User
+from secmod.hookspecs import (
+    CONTRACT_VERSION,
+    Audience,
+    ModuleInfo,
+    ModuleSettings,
+    Prompt,
+    RecoveryMethod,
+    User,
+)
 
 __all__ = ["ModuleContract", "ModuleDriver", "Person", "find_leaks"]
 
@@ -494,26 +502,32 @@ class ModuleContract:
 
         person.enrol()
         for method in self._methods_of(person):
-            answer = person.right_recovery(method)
-            barrier = threading.Barrier(4)
-            results: list[Any] = []
-            errors: list[BaseException] = []
-
-            def submit() -> None:
-                try:
-                    barrier.wait(timeout=10)
-                    results.append(person.host.recover(person.user, answer, method=method.name))
-                except BaseException as error:  # reported below; a thread must not die silently
-                    errors.append(error)
-
-            threads = [threading.Thread(target=submit) for _ in range(4)]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=60)
-            assert not errors, errors
+            results = self._race(4, person.host.recover, person.user, person.right_recovery(method), method=method.name)
             accepted = [r for r in results if r.outcome is Outcome.ACCEPTED]
             assert len(accepted) == 1, f"{method.name}: {results}"
+
+    @staticmethod
+    def _race(count: int, call: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """``count`` threads make the same call at the same instant; their results."""
+        barrier = threading.Barrier(count)
+        results: list[Any] = []
+        errors: list[BaseException] = []
+
+        def submit() -> None:
+            try:
+                barrier.wait(timeout=10)
+                results.append(call(*args, **kwargs))
+            except BaseException as error:  # reported below; a thread must not die silently
+                errors.append(error)
+
+        threads = [threading.Thread(target=submit) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+        assert len(results) == count, f"{count - len(results)} submissions did not finish"
+        return results
 
     def test_wrong_recovery_answers_are_throttled(self, host: Any, driver: ModuleDriver) -> None:
         from secmod.host import Outcome

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -461,6 +462,11 @@ def add_module_commands(argv: list[str] | None = None) -> typer.Typer:
 
 
 def main() -> None:
+    config = _config_in(sys.argv[1:])
+    if config is not None:
+        # Modules' own commands (register_commands) find the file as secmod's do:
+        # ModuleSettingsFile reads $SECMOD_CONFIG.
+        os.environ["SECMOD_CONFIG"] = config
     add_module_commands()()
 
 

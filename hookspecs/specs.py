@@ -51,6 +51,9 @@ __all__ = [
     "verify",
 ]
 
+REQUIRED_HOOKS = ("configure", "setup_user", "challenge", "verify")
+"""The hooks every module implements; the host refuses to load a module missing one."""
+
 
 @hookspec(firstresult=True)
 def configure() -> ModuleInfo:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-
 from secmod.hookspecs import BACKUP_CODE_METHOD, Audience, User
 from secmod.settings import ConfigError, config_path, load_settings, set_module_setting
 
@@ -174,6 +173,9 @@ def verify(
     if state.step is not LoginStep.CHALLENGE:
         raise Failure(f"{user} has no second factor to verify ({state.step.value})")
     started = host.begin_challenge(person)
+    if isinstance(started, VerifyResult):  # the provider is down and the operator chose fail open
+        _print_result(started)
+        return
     if started.prompt.redirect_url:
         raise Failure(f"module {started.module!r} verifies in a browser; use `secmod serve`")
     typer.secho(started.prompt.message, bold=True)
@@ -423,6 +425,7 @@ def add_module_commands(argv: list[str] | None = None) -> typer.Typer:
     module whose name is a command of secmod's own, or whose hook fails, is skipped with
     a warning: one module cannot take the command line down.
     """
+    from .calls import ModuleCaller, ModuleFailed
     from .registry import ModuleRegistry, new_plugin_manager
 
     argv = sys.argv[1:] if argv is None else argv
@@ -447,10 +450,13 @@ def add_module_commands(argv: list[str] | None = None) -> typer.Typer:
     for name, module in sorted(registry.modules.items()):
         group = typer.Typer(name=name, help=f"{module.info.friendly_name}: the module's own commands.",
                             no_args_is_help=True, add_completion=False)
+        # The command line reads no module's settings (a broken file must not hide every
+        # command), so the caller gets the model's defaults, unvalidated and unused.
+        caller = ModuleCaller(module, module.info.settings_model.model_construct())
         try:
-            module.hooks.register_commands(cli=group)
-        except Exception as error:
-            warn("module %r: register_commands failed (%s); its commands are skipped", name, type(error).__name__)
+            caller.register_commands(group)
+        except ModuleFailed as failure:
+            warn("module %r: register_commands failed (%s); its commands are skipped", name, failure.error_type)
             continue
         if not (group.registered_commands or group.registered_groups):
             continue

@@ -9,9 +9,8 @@ import time
 
 import pyotp
 import pytest
-from typer.testing import CliRunner
-
 from secmod.host.cli import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -147,3 +146,13 @@ def test_module_commands_run_from_the_installed_secmod_command(tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 2 and "line 1" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_lost_key_file_stops_every_command_with_one_line(config):
+    enroll("carol@example.com", config)
+    (config.parent / "cli.keys").unlink()
+    for command in (["status", "carol@example.com"], ["verify", "carol@example.com", "--code", "000000"], ["check"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert "sealed with keys" in result.output and "restore that key file" in result.output
+        assert "Traceback" not in result.output

@@ -37,7 +37,7 @@ from secmod.host import (
 )
 
 from .accounts import Account, AccountExists
-from .app import Redirect, flash, render, require_csrf, session_of, web_of
+from .app import Redirect, client_context, flash, render, require_csrf, session_of, web_of
 
 router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
 
@@ -287,7 +287,7 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
         prompt = _saved_prompt(saved)
     elif result is None:
         try:
-            started = host.begin_challenge(account.as_user())
+            started = host.begin_challenge(account.as_user(), context=client_context(request))
         except UserLocked as locked:
             unavailable = str(locked)
         except ModuleUnavailable as error:
@@ -296,6 +296,8 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
             # Disabled by an admin since the password step: ask secmod again what is due.
             return _next_step(request, area, account, slot)
         else:
+            if isinstance(started, VerifyResult):  # the provider is down and the operator chose fail open
+                return _finish_login(request, area, slot)
             if started.prompt.redirect_url:
                 # Duo: this page view is the way to the provider; nothing to show again.
                 _set_slot(request, area, {**slot, "challenge": {"id": started.challenge_id, "redirect": True,
@@ -330,7 +332,8 @@ def _recovery_methods(request: Request, account: Account) -> tuple[RecoveryMetho
 def _judge(request: Request, area: Area, answer: dict[str, str]) -> Response:
     account, slot = _pending(request, area)
     saved = slot.get("challenge") or {}
-    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=saved.get("id"))
+    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=saved.get("id"),
+                                         context=client_context(request))
     if result.accepted:
         return _finish_login(request, area, slot)
     return _challenge_page(request, area, result=result, status_code=401 if result.outcome is Outcome.REJECTED else 429)
@@ -392,7 +395,8 @@ def _backup_form(request: Request, area: Area, *, result: VerifyResult | None = 
 def _backup_login(request: Request, area: Area) -> Response:
     account, slot = _pending(request, area)
     code = str(request.state.form.get("code", ""))
-    result = web_of(request).host.recover(account.as_user(), {"code": code}, method="backup_code")
+    result = web_of(request).host.recover(account.as_user(), {"code": code}, method="backup_code",
+                                          context=client_context(request))
     if not result.accepted:
         return _backup_form(request, area, result=result, status_code=401 if result.outcome is Outcome.REJECTED else 429)
     _finish_login(request, area, slot)
@@ -441,7 +445,8 @@ def _recovery_answer(request: Request, area: Area, name: str) -> Response:
     account, slot, method = _recovery_method(request, area, name)
     form = request.state.form
     answer = {f.name: f.value if f.kind == "hidden" else str(form.get(f.name, "")) for f in method.prompt.fields}
-    result = web_of(request).host.recover(account.as_user(), answer, method=method.name)
+    result = web_of(request).host.recover(account.as_user(), answer, method=method.name,
+                                          context=client_context(request))
     if result.accepted:
         return _finish_login(request, area, slot)
     return _recovery_form(request, area, name, result=result,

@@ -30,6 +30,7 @@ from secmod.host import (
     LoginStep,
     ModuleUnavailable,
     NotEnrolled,
+    RequestContext,
     SecmodError,
     SetupExpired,
     UserLocked,
@@ -86,6 +87,10 @@ def create_app(host: Host, users: dict[str, str]) -> Flask:
             abort(401)
         return User(id=email, audience=Audience.CLIENT, email=email)
 
+    def context() -> RequestContext:
+        """Where the request comes from: audited, and the per-address throttle's key."""
+        return RequestContext(client_ip=request.remote_addr or "", user_agent=request.headers.get("User-Agent", ""))
+
     def logged_in() -> Any:
         session["stage"] = "in"
         session.pop("challenge", None)
@@ -127,13 +132,15 @@ def create_app(host: Host, users: dict[str, str]) -> Flask:
                 return page("Two-Factor Authentication", f"<a href='{url_for('second_factor')}'>Try again</a>",
                             error=result.message, detail=result.detail, status=status)
             try:
-                started = host.begin_challenge(user)
+                started = host.begin_challenge(user, context=context())
             except UserLocked as locked:
                 return page("Two-Factor Authentication", error=str(locked), status=429)
             except ModuleUnavailable as error:
                 return page("Two-Factor Authentication", error=str(error), status=503)
             except NotEnrolled:
                 return logged_in()  # 2FA was removed meanwhile: the password stands
+            if isinstance(started, VerifyResult):
+                return logged_in()  # the provider is down and the operator chose fail_mode = "open"
             if started.prompt.redirect_url:
                 return redirect(started.prompt.redirect_url)
             # The challenge id is a bearer token for this person's challenge: keep it on the
@@ -157,7 +164,7 @@ def create_app(host: Host, users: dict[str, str]) -> Flask:
             return challenge_page()
         answer = {f["name"]: f["value"] if f["kind"] == "hidden" else request.form.get(f["name"], "")
                   for f in saved["fields"]}
-        result = host.verify(person(), answer, challenge_id=saved["id"])
+        result = host.verify(person(), answer, challenge_id=saved["id"], context=context())
         if result.accepted:
             return logged_in()
         if not result.challenge_open:
@@ -180,7 +187,7 @@ def create_app(host: Host, users: dict[str, str]) -> Flask:
         if request.method == "GET":
             return page(chosen.label, form(chosen.prompt, action))
         answer = {f.name: f.value if f.kind == "hidden" else request.form.get(f.name, "") for f in chosen.prompt.fields}
-        result = host.recover(user, answer, method=chosen.name)
+        result = host.recover(user, answer, method=chosen.name, context=context())
         if not result.accepted:
             return page(chosen.label, form(chosen.prompt, action), error=result.message, detail=result.detail,
                         status=429 if result.locked_until else 401)

@@ -42,18 +42,40 @@ class ModuleSettingsFile:
         return f"ModuleSettingsFile({self.module!r}, {str(self.path)!r})"
 
     def get(self, key: str, default: Any = None) -> Any:
-        """The value of ``key`` as written, a sealed one opened; ``default`` when absent."""
-        value = self._table.get(key, default)
-        if isinstance(value, str) and value.startswith(SEALED_PREFIX):
-            try:
-                return self._keyring.unseal_setting(self.module, key, value)
-            except SealError as error:
-                raise ConfigError(f"{self.path}: [modules.{self.module}] {key}: {error}") from None
-        return value
+        """The value of ``key`` as written, every sealed string in it opened (at any depth:
+        a table of secrets is sealed value by value); ``default`` when absent.
+
+        :raises secmod.host.ConfigError: a sealed value does not open with this key ring
+            (another key file, or a value moved from another key).
+        """
+        if key not in self._table:
+            return default
+        return self._opened(self._table[key], key)
+
+    def seal(self, path: str, value: str) -> str:
+        """``value`` sealed for the dotted key ``path`` (``keys.<id>.aes_key``), to put
+        into a table given to :meth:`set`. It opens only at that place."""
+        return self._keyring.seal_setting(self.module, path, value)
+
+    def set(self, key: str, value: Any) -> None:
+        """Write ``value`` (a string, number, list or table) for ``key`` as given; seal
+        the secrets in it first with :meth:`seal`. Comments and other values stay."""
+        set_module_setting(self.path, self.module, key, value)
+        self._table[key] = value
 
     def set_sealed(self, key: str, value: str) -> None:
         """Seal ``value`` for ``[modules.NAME] key`` and write it to the file; comments and
         every other value stay as written."""
-        sealed = self._keyring.seal_setting(self.module, key, value)
-        set_module_setting(self.path, self.module, key, sealed)
-        self._table[key] = sealed
+        self.set(key, self.seal(key, value))
+
+    def _opened(self, value: Any, path: str) -> Any:
+        if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+            try:
+                return self._keyring.unseal_setting(self.module, path, value)
+            except SealError as error:
+                raise ConfigError(f"{self.path}: [modules.{self.module}] {path}: {error}") from None
+        if isinstance(value, dict):
+            return {name: self._opened(item, f"{path}.{name}") for name, item in value.items()}
+        if isinstance(value, list):
+            return [self._opened(item, path) for item in value]
+        return value

@@ -126,7 +126,7 @@ def create_app(host: Host, users: dict[str, str]) -> Flask:
 
     def challenge_page(result: VerifyResult | None = None, status: int = 200) -> Any:
         user = person()
-        saved = session.get("challenge")
+        saved: dict[str, Any] | None = session.get("challenge")
         if saved is None and (result is None or not result.challenge_open):
             if result is not None:  # a one-shot challenge was spent: the person asks again
                 return page("Two-Factor Authentication", f"<a href='{url_for('second_factor')}'>Try again</a>",
@@ -143,15 +143,17 @@ def create_app(host: Host, users: dict[str, str]) -> Flask:
                 return logged_in()  # the provider is down and the operator chose fail_mode = "open"
             if started.prompt.redirect_url:
                 return redirect(started.prompt.redirect_url)
-            # The challenge id is a bearer token for this person's challenge: keep it on the
-            # server side of the session, never in a form field.
+            # The challenge id is a bearer token for this person's challenge. Flask's session
+            # is a signed cookie: the person may read the id (it is theirs, and secmod binds
+            # it to them), nobody can change it, and it is never in a form field or a URL.
             saved = session["challenge"] = {"id": started.challenge_id, "message": started.prompt.message,
                                             "fields": [dataclasses.asdict(f) for f in started.prompt.fields]}
+        if saved is None:  # an open challenge this session no longer holds: start again
+            return redirect(url_for("second_factor"))
         prompt = Prompt(message=saved["message"], fields=tuple(Field(**f) for f in saved["fields"]))
-        error = result.message if result else ""
         return page("Two-Factor Authentication", form(prompt, url_for("second_factor"), user=user)
                     + f"<p><a href='{url_for('backup')}'>Login using Backup Code</a></p>",
-                    error=error, detail=result.detail if result else "", status=status)
+                    error=result.message if result else "", detail=result.detail if result else "", status=status)
 
     @app.route("/2fa", methods=["GET", "POST"])
     def second_factor() -> Any:

@@ -231,3 +231,18 @@ def test_a_lockout_closes_the_challenge(make_host, fake_clock):
 def test_word_module_enrols_through_the_host(word_host):
     _, enrolled = enrol_word(word_host)
     assert isinstance(enrolled, Enrolled)
+
+
+# -- 13.5: modules use only secmod's public API ------------------------------------------
+
+
+def test_no_module_package_imports_host_internals():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    internal = re.compile(r"^\s*(?:from|import)\s+secmod\.host\.\w+", re.M)
+    sources = [*root.glob("plugins/*/secmod_*/**/*.py"), *root.glob("docs/examples/*/secmod_*/**/*.py")]
+    assert sources
+    offenders = [str(path.relative_to(root)) for path in sources if internal.search(path.read_text())]
+    assert not offenders, f"modules reach into secmod.host internals: {offenders}"

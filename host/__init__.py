@@ -1,6 +1,6 @@
 """The secmod host: loads security modules and applies WHMCS's two-factor policies."""
 
-from .context import RequestContext
+from .context import CALLBACK_PATH, RequestContext, callback_url
 from .core import Host
 from .errors import (
     ConfigError,
@@ -27,6 +27,7 @@ from .outcomes import (
 from .settings_file import ModuleSettingsFile
 
 __all__ = [
+    "CALLBACK_PATH",
     "ChallengeStarted",
     "ConfigError",
     "Enrolled",
@@ -48,4 +49,5 @@ __all__ = [
     "UnknownModule",
     "UserLocked",
     "VerifyResult",
+    "callback_url",
 ]

@@ -343,11 +343,29 @@ def keys_rotate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default [web] host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default [web] port).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Worker processes (default [web] workers).")
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="text, or json lines (default [web] log_format).")
+    ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log", help="Log each request (default [web] access_log)."
+        ),
+    ] = None,
 ) -> None:
     """Run the reference web host: client area, admin area and JSON API."""
     from secmod.host.web import serve as run_web_host
 
-    run_web_host(_state["config"], host=host, port=port)
+    if log_format not in (None, "text", "json"):
+        raise Failure(f"--log-format must be text or json, not {log_format!r}")
+    run_web_host(
+        _state["config"], host=host, port=port, workers=workers,
+        log_format=log_format,  # type: ignore[arg-type]  # checked just above
+        access_log=access_log,
+    )
 
 
 @app.command("new-module")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -87,6 +87,16 @@ class WebSettings(_Section):
     """Where the web host keeps its own accounts and sessions (webhost_* tables); default: database_url."""
     secure_cookies: bool = False
     """Mark the session cookie Secure (set it when the site is served over https)."""
+    workers: int = Field(1, ge=1, le=64)
+    """Worker processes of ``secmod serve`` (uvicorn's supervisor restarts one that dies)."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line, for log shippers."""
+    access_log: bool = False
+    """A line per request (query strings hidden). Off by default: it costs CPU on every
+    verify, and the reverse proxy in front usually keeps one already."""
+    settings_editable: bool = True
+    """False makes the admin settings pages read-only: for operators who deploy
+    ``secmod.toml`` to several hosts themselves (the page writes only the local file)."""
 
 
 class SecmodSettings(BaseSettings):

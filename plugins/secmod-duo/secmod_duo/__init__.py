@@ -56,6 +56,7 @@ from secmod.hookspecs import (
     VerifyRequest,
     hookimpl,
     messages,
+    provider_call,
 )
 
 __all__ = ["DuoSettings", "http_timeout"]
@@ -407,7 +408,7 @@ def _duo_username(settings: DuoSettings, user: User) -> str:
 def _health_check(settings: DuoSettings) -> _Failure | None:
     try:
         client = _client(settings)
-        with http_timeout(settings.http_timeout):
+        with http_timeout(settings.http_timeout), provider_call("duo", "health_check"):
             client.health_check()
     except ModuleError:
         raise
@@ -524,7 +525,7 @@ def _verify(settings: DuoSettings, request: VerifyRequest) -> Verdict:
         return Rejected(reason="state_mismatch")
     client = _client(settings)
     try:
-        with http_timeout(settings.http_timeout):
+        with http_timeout(settings.http_timeout), provider_call("duo", "token_exchange"):
             claims = client.exchange_authorization_code_for_2fa_result(
                 duo_code, str(pending["username"]), nonce=str(pending["nonce"])
             )

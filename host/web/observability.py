@@ -14,7 +14,6 @@ module before the directory was set still counts in the right mode.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import threading
 import time
@@ -53,8 +52,22 @@ class Metrics:
     provider_calls: Any
 
 
-@functools.cache
+_made: list[Metrics] = []
+_making = threading.Lock()
+
+
 def metrics() -> Metrics:
+    """This process's series, made on the first call (by one thread: a second
+    registration of a name is an error in prometheus-client)."""
+    if _made:
+        return _made[0]
+    with _making:
+        if not _made:
+            _made.append(_make_metrics())
+    return _made[0]
+
+
+def _make_metrics() -> Metrics:
     from prometheus_client import Counter, Histogram
 
     made = Metrics(

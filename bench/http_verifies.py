@@ -1,0 +1,169 @@
+"""Accepted verifies per second through ``secmod serve --workers N`` (JSON API), next to
+accepted ``Host.verify`` calls per second in this process, on the same database.
+
+    python bench/http_verifies.py [--workers 1 2 4] [--seconds 5]
+
+Every request is a different person with the right code (each code is accepted once), so
+the people are enrolled first in bulk (bench/fill.py). The load comes from client
+processes on keep-alive connections; they share the machine's cores with the server, as
+a reverse proxy would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyotp
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from fill import fill_totp_users, secret_for, user_id  # noqa: E402
+
+from secmod.hookspecs import Audience, User  # noqa: E402
+from secmod.host import Host  # noqa: E402
+from secmod.settings import load_settings  # noqa: E402
+from secmod.testing import postgres_schema_url  # noqa: E402
+from secmod.testing.serve import ServeProcess  # noqa: E402
+
+TOKEN = "bench-api-token-0123456789"
+CLIENTS = 3  # load-generating processes, each with a few keep-alive connections
+CONNECTIONS_PER_CLIENT = 4
+TARGET_SHARE = 0.25  # issue 10: HTTP accepted verifies/s >= 25% of in-process Host.verify/s
+
+
+def bodies(first: int, count: int) -> list[bytes]:
+    # The next step's code: inside the ±1 step window for the whole run, and never the
+    # step a filled state already holds as used.
+    at = time.time() + 30
+    return [
+        json.dumps({"user": {"id": user_id(i)}, "answer": {"code": pyotp.TOTP(secret_for(user_id(i))).at(at)}}).encode()
+        for i in range(first, first + count)
+    ]
+
+
+def _client(port: int, payloads: list[bytes], seconds: float, results: multiprocessing.Queue) -> None:
+    import threading
+
+    accepted = other = 0
+    lock = threading.Lock()
+    index = [0]
+    deadline = time.monotonic() + seconds
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
+
+    def run() -> None:
+        nonlocal accepted, other
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.monotonic() < deadline:
+            with lock:
+                if index[0] >= len(payloads):
+                    return
+                body = payloads[index[0]]
+                index[0] += 1
+            connection.request("POST", "/api/v1/verify", body, headers)
+            answer = connection.getresponse().read()
+            with lock:
+                if b'"outcome":"accepted"' in answer:
+                    accepted += 1
+                else:
+                    other += 1
+        connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(CONNECTIONS_PER_CLIENT)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 60)
+    results.put((accepted, other))
+
+
+def http_rate(server: ServeProcess, first: int, count: int, seconds: float) -> tuple[float, int]:
+    """Accepted verifies/s over ``seconds``; returns (rate, answers that were not accepted)."""
+    payloads = bodies(first, count)
+    share = len(payloads) // CLIENTS
+    results: multiprocessing.Queue = multiprocessing.Queue()
+    clients = [
+        multiprocessing.Process(target=_client, args=(server.port, payloads[i * share:(i + 1) * share], seconds, results))
+        for i in range(CLIENTS)
+    ]
+    began = time.monotonic()
+    for process in clients:
+        process.start()
+    totals = [results.get(timeout=seconds + 120) for _ in clients]
+    elapsed = time.monotonic() - began
+    for process in clients:
+        process.join(30)
+    accepted = sum(a for a, _ in totals)
+    return accepted / min(elapsed, seconds + 1), sum(o for _, o in totals)
+
+
+def in_process_rate(host: Host, first: int, count: int) -> float:
+    """Accepted Host.verify/s, one call after another (codes made before timing)."""
+    at = time.time() + 30
+    work = [(User(id=user_id(i), audience=Audience.CLIENT), {"code": pyotp.TOTP(secret_for(user_id(i))).at(at)})
+            for i in range(first, first + count)]
+    for user, answer in work[:50]:
+        host.verify(user, answer)
+    began = time.perf_counter()
+    for user, answer in work[50:]:
+        result = host.verify(user, answer)
+        if not result.accepted:
+            raise SystemExit(f"bench verify was rejected: {result.reason}")
+    return (count - 50) / (time.perf_counter() - began)
+
+
+def run(database_url: str, workdir: Path, workers: list[int], seconds: float, label: str) -> list[tuple[str, str, bool]]:
+    """Print the figures for one database; returns (figure, target, met) lines."""
+    config = workdir / f"secmod-{label}.toml"
+    config.write_text(f'database_url = "{database_url}"\n[sealing]\nkey_file = "{workdir / "bench.keys"}"\n'
+                      f'[web]\napi_token = "{TOKEN}"\n')
+    per_run = int(seconds * 3000) + 2000  # more people than the fastest run can use
+    needed = 2000 + per_run * len(workers)
+    lines = []
+    with Host(load_settings(config)) as host:
+        took = fill_totp_users(host, needed)
+        print(f"  {label}: enrolled {needed:,} people in {took:.1f} s")
+        local = in_process_rate(host, 0, 2000)
+    print(f"  {label}: in-process Host.verify, accepted: {local:,.0f}/s")
+    first = 2000
+    for count in workers:
+        with ServeProcess(config, workers=count, log_file=workdir / f"serve-{label}-{count}.log") as server:
+            rate, refused = http_rate(server, first, per_run, seconds)
+        first += per_run
+        share = rate / local
+        met = share >= TARGET_SHARE
+        note = f" ({refused} not accepted)" if refused else ""
+        print(f"  {label}: HTTP, {count} worker(s): {rate:,.0f} accepted verifies/s = {share:.0%} of in-process"
+              f"{note}; target >= {TARGET_SHARE:.0%}: {'met' if met else 'NOT met'}")
+        lines.append((f"HTTP {label} {count} worker(s)", f"{share:.0%} of in-process, target >= 25%", met))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> list[tuple[str, str, bool]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args(argv)
+    print(f"HTTP verifies through secmod serve ({os.cpu_count()} CPUs, {CLIENTS} client processes)")
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        lines += run(f"sqlite:///{workdir / 'bench.db'}", workdir, args.workers, args.seconds, "SQLite")
+        base = os.environ.get("SECMOD_TEST_DATABASE_URL")
+        if base:
+            with postgres_schema_url(base) as url:
+                lines += run(url, workdir, args.workers, args.seconds, "PostgreSQL")
+        else:
+            print("  PostgreSQL: skipped (set SECMOD_TEST_DATABASE_URL to include it)")
+    return lines
+
+
+if __name__ == "__main__":
+    main()

@@ -28,19 +28,38 @@ def user_id(index: int, prefix: str = "u") -> str:
 
 def secret_for(user: str) -> str:
     """The person's TOTP secret (base32, 160 bits), derived from their id."""
-    return base64.b32encode(hashlib.blake2b(user.encode(), digest_size=20).digest()).decode().rstrip("=")
+    return (
+        base64.b32encode(hashlib.blake2b(user.encode(), digest_size=20).digest())
+        .decode()
+        .rstrip("=")
+    )
 
 
-def _rows(host: Host, first: int, last: int, prefix: str, now: float) -> Iterator[tuple[dict, dict]]:
+def _rows(
+    host: Host, first: int, last: int, prefix: str, now: float
+) -> Iterator[tuple[dict, dict]]:
     for index in range(first, last):
         uid = user_id(index, prefix)
         user = User(id=uid, audience=Audience.CLIENT)
         state = {"secret": secret_for(uid), "last_step": 0, "drift": 0}
         sealed = host._seal_state(user, "totp", state)  # the Host's own sealing context
         yield (
-            {"audience": "client", "user_id": uid, "module": "totp", "state": sealed, "version": 1,
-             "created_at": now, "updated_at": now},
-            {"audience": "client", "user_id": uid, "code_failures": 0, "backup_failures": 0, "locked_until": None},
+            {
+                "audience": "client",
+                "user_id": uid,
+                "module": "totp",
+                "state": sealed,
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            },
+            {
+                "audience": "client",
+                "user_id": uid,
+                "code_failures": 0,
+                "backup_failures": 0,
+                "locked_until": None,
+            },
         )
 
 
@@ -65,7 +84,9 @@ def fill_totp_users(host: Host, count: int, *, prefix: str = "u", start: int = 0
     return time.perf_counter() - began
 
 
-def _copy_postgresql(engine: sa.Engine, enrolments: tuple[dict, ...], throttles: tuple[dict, ...]) -> None:
+def _copy_postgresql(
+    engine: sa.Engine, enrolments: tuple[dict, ...], throttles: tuple[dict, ...]
+) -> None:
     # COPY is PostgreSQL's bulk path: one stream instead of a statement per batch of rows.
     raw = engine.raw_connection()
     try:
@@ -74,8 +95,16 @@ def _copy_postgresql(engine: sa.Engine, enrolments: tuple[dict, ...], throttles:
         with cursor.copy(f"COPY secmod_enrolment ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
             for row in enrolments:
                 copy.write_row([row[column] for column in columns])
-        throttle_columns = ("audience", "user_id", "code_failures", "backup_failures", "locked_until")
-        with cursor.copy(f"COPY secmod_throttle ({', '.join(throttle_columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+        throttle_columns = (
+            "audience",
+            "user_id",
+            "code_failures",
+            "backup_failures",
+            "locked_until",
+        )
+        with cursor.copy(
+            f"COPY secmod_throttle ({', '.join(throttle_columns)}) FROM STDIN"
+        ) as copy:  # type: ignore[attr-defined]
             for row in throttles:
                 copy.write_row([row[column] for column in throttle_columns])
         raw.commit()

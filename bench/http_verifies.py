@@ -44,12 +44,19 @@ def bodies(first: int, count: int) -> list[bytes]:
     # step a filled state already holds as used.
     at = time.time() + 30
     return [
-        json.dumps({"user": {"id": user_id(i)}, "answer": {"code": pyotp.TOTP(secret_for(user_id(i))).at(at)}}).encode()
+        json.dumps(
+            {
+                "user": {"id": user_id(i)},
+                "answer": {"code": pyotp.TOTP(secret_for(user_id(i))).at(at)},
+            }
+        ).encode()
         for i in range(first, first + count)
     ]
 
 
-def _client(port: int, payloads: list[bytes], seconds: float, results: multiprocessing.Queue) -> None:
+def _client(
+    port: int, payloads: list[bytes], seconds: float, results: multiprocessing.Queue
+) -> None:
     import threading
 
     accepted = other = 0
@@ -90,7 +97,10 @@ def http_rate(server: ServeProcess, first: int, count: int, seconds: float) -> t
     share = len(payloads) // CLIENTS
     results: multiprocessing.Queue = multiprocessing.Queue()
     clients = [
-        multiprocessing.Process(target=_client, args=(server.port, payloads[i * share:(i + 1) * share], seconds, results))
+        multiprocessing.Process(
+            target=_client,
+            args=(server.port, payloads[i * share : (i + 1) * share], seconds, results),
+        )
         for i in range(CLIENTS)
     ]
     began = time.monotonic()
@@ -107,8 +117,13 @@ def http_rate(server: ServeProcess, first: int, count: int, seconds: float) -> t
 def in_process_rate(host: Host, first: int, count: int) -> float:
     """Accepted Host.verify/s, one call after another (codes made before timing)."""
     at = time.time() + 30
-    work = [(User(id=user_id(i), audience=Audience.CLIENT), {"code": pyotp.TOTP(secret_for(user_id(i))).at(at)})
-            for i in range(first, first + count)]
+    work = [
+        (
+            User(id=user_id(i), audience=Audience.CLIENT),
+            {"code": pyotp.TOTP(secret_for(user_id(i))).at(at)},
+        )
+        for i in range(first, first + count)
+    ]
     for user, answer in work[:50]:
         host.verify(user, answer)
     began = time.perf_counter()
@@ -119,11 +134,15 @@ def in_process_rate(host: Host, first: int, count: int) -> float:
     return (count - 50) / (time.perf_counter() - began)
 
 
-def run(database_url: str, workdir: Path, workers: list[int], seconds: float, label: str) -> list[tuple[str, str, bool]]:
+def run(
+    database_url: str, workdir: Path, workers: list[int], seconds: float, label: str
+) -> list[tuple[str, str, bool]]:
     """Print the figures for one database; returns (figure, target, met) lines."""
     config = workdir / f"secmod-{label}.toml"
-    config.write_text(f'database_url = "{database_url}"\n[sealing]\nkey_file = "{workdir / "bench.keys"}"\n'
-                      f'[web]\napi_token = "{TOKEN}"\n')
+    config.write_text(
+        f'database_url = "{database_url}"\n[sealing]\nkey_file = "{workdir / "bench.keys"}"\n'
+        f'[web]\napi_token = "{TOKEN}"\n'
+    )
     per_run = int(seconds * 3000) + 2000  # more people than the fastest run can use
     needed = 2000 + per_run * len(workers)
     lines = []
@@ -134,15 +153,21 @@ def run(database_url: str, workdir: Path, workers: list[int], seconds: float, la
     print(f"  {label}: in-process Host.verify, accepted: {local:,.0f}/s")
     first = 2000
     for count in workers:
-        with ServeProcess(config, workers=count, log_file=workdir / f"serve-{label}-{count}.log") as server:
+        with ServeProcess(
+            config, workers=count, log_file=workdir / f"serve-{label}-{count}.log"
+        ) as server:
             rate, refused = http_rate(server, first, per_run, seconds)
         first += per_run
         share = rate / local
         met = share >= TARGET_SHARE
         note = f" ({refused} not accepted)" if refused else ""
-        print(f"  {label}: HTTP, {count} worker(s): {rate:,.0f} accepted verifies/s = {share:.0%} of in-process"
-              f"{note}; target >= {TARGET_SHARE:.0%}: {'met' if met else 'NOT met'}")
-        lines.append((f"HTTP {label} {count} worker(s)", f"{share:.0%} of in-process, target >= 25%", met))
+        print(
+            f"  {label}: HTTP, {count} worker(s): {rate:,.0f} accepted verifies/s = {share:.0%} of in-process"
+            f"{note}; target >= {TARGET_SHARE:.0%}: {'met' if met else 'NOT met'}"
+        )
+        lines.append(
+            (f"HTTP {label} {count} worker(s)", f"{share:.0%} of in-process, target >= 25%", met)
+        )
     return lines
 
 
@@ -155,7 +180,9 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, bool]]:
     lines = []
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        lines += run(f"sqlite:///{workdir / 'bench.db'}", workdir, args.workers, args.seconds, "SQLite")
+        lines += run(
+            f"sqlite:///{workdir / 'bench.db'}", workdir, args.workers, args.seconds, "SQLite"
+        )
         base = os.environ.get("SECMOD_TEST_DATABASE_URL")
         if base:
             with postgres_schema_url(base) as url:

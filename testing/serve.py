@@ -58,12 +58,24 @@ class ServeProcess:
 
     def start(self, *, wait: bool = True) -> ServeProcess:
         command = [
-            sys.executable, "-m", "secmod.host.cli", "--config", str(self.config), "serve",
-            "--port", str(self.port), "--workers", str(self.workers),
+            sys.executable,
+            "-m",
+            "secmod.host.cli",
+            "--config",
+            str(self.config),
+            "serve",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
         ]
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                start_new_session=True,
             )
         if wait:
             self.wait_ready()
@@ -75,11 +87,17 @@ class ServeProcess:
         while True:
             assert self.process is not None
             if self.process.poll() is not None:
-                raise RuntimeError(f"secmod serve exited with {self.process.returncode}:\n{self.log()}")
-            if self._healthy() and len(self.worker_pids()) >= (self.workers if self.workers > 1 else 0):
+                raise RuntimeError(
+                    f"secmod serve exited with {self.process.returncode}:\n{self.log()}"
+                )
+            if self._healthy() and len(self.worker_pids()) >= (
+                self.workers if self.workers > 1 else 0
+            ):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"secmod serve did not get ready in {timeout:.0f} s:\n{self.log()}")
+                raise TimeoutError(
+                    f"secmod serve did not get ready in {timeout:.0f} s:\n{self.log()}"
+                )
             time.sleep(0.2)
 
     def _healthy(self) -> bool:
@@ -121,7 +139,12 @@ class ServeProcess:
     def __enter__(self) -> ServeProcess:
         return self.start() if self.process is None else self
 
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 

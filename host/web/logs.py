@@ -39,7 +39,10 @@ def log_config(log_format: LogFormat, *, level: str = "INFO") -> dict[str, Any]:
         formatter: dict[str, Any] = {"()": f"{__name__}.JsonLinesFormatter"}
         access: dict[str, Any] = formatter
     else:
-        formatter = {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(name)s: %(message)s"}
+        formatter = {
+            "()": "uvicorn.logging.DefaultFormatter",
+            "fmt": "%(levelprefix)s %(name)s: %(message)s",
+        }
         access = {
             "()": "uvicorn.logging.AccessFormatter",
             "fmt": '%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s',
@@ -50,9 +53,15 @@ def log_config(log_format: LogFormat, *, level: str = "INFO") -> dict[str, Any]:
         "formatters": {"default": formatter, "access": access},
         "filters": {"hide_query": {"()": "secmod.host.web.HideQueryStrings"}},
         "handlers": {
-            "default": {"class": "logging.StreamHandler", "formatter": "default", "stream": "ext://sys.stderr"},
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "default",
+                "stream": "ext://sys.stderr",
+            },
             "access": {
-                "class": "logging.StreamHandler", "formatter": "access", "stream": "ext://sys.stdout",
+                "class": "logging.StreamHandler",
+                "formatter": "access",
+                "stream": "ext://sys.stdout",
                 "filters": ["hide_query"],
             },
         },

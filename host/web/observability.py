@@ -27,7 +27,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-__all__ = ["MULTIPROC_ENV", "HealthCheck", "MeteredHost", "Metrics", "health_endpoint", "metrics", "metrics_endpoint"]
+__all__ = [
+    "MULTIPROC_ENV",
+    "HealthCheck",
+    "MeteredHost",
+    "Metrics",
+    "health_endpoint",
+    "metrics",
+    "metrics_endpoint",
+]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -72,17 +80,21 @@ def _make_metrics() -> Metrics:
 
     made = Metrics(
         verifies=Counter(
-            "secmod_verifies", "Answers judged, by module, event (verify or recover) and outcome.",
+            "secmod_verifies",
+            "Answers judged, by module, event (verify or recover) and outcome.",
             ["module", "event", "outcome"],
         ),
         lockouts=Counter("secmod_lockouts", "Lockouts started (too many failures).", ["module"]),
         module_errors=Counter(
-            "secmod_module_errors", "Answers a module could not judge (crash, missing module, unreadable state).",
+            "secmod_module_errors",
+            "Answers a module could not judge (crash, missing module, unreadable state).",
             ["module", "hook"],
         ),
         provider_calls=Histogram(
-            "secmod_provider_call_seconds", "Calls from a module to its provider (Duo, YubiCloud).",
-            ["provider", "operation", "outcome"], buckets=PROVIDER_BUCKETS,
+            "secmod_provider_call_seconds",
+            "Calls from a module to its provider (Duo, YubiCloud).",
+            ["provider", "operation", "outcome"],
+            buckets=PROVIDER_BUCKETS,
         ),
     )
 
@@ -117,13 +129,23 @@ class MeteredHost(Host):
     def verify(self, user: User, answer: Mapping[str, str], **kwargs: Any) -> VerifyResult:
         started = self.clock()
         result = super().verify(user, answer, **kwargs)
-        record(result, event="verify", started=started, lockout_seconds=self.settings.throttle.lockout_minutes * 60)
+        record(
+            result,
+            event="verify",
+            started=started,
+            lockout_seconds=self.settings.throttle.lockout_minutes * 60,
+        )
         return result
 
     def recover(self, user: User, answer: Mapping[str, str], **kwargs: Any) -> VerifyResult:
         started = self.clock()
         result = super().recover(user, answer, **kwargs)
-        record(result, event="recover", started=started, lockout_seconds=self.settings.throttle.lockout_minutes * 60)
+        record(
+            result,
+            event="recover",
+            started=started,
+            lockout_seconds=self.settings.throttle.lockout_minutes * 60,
+        )
         return result
 
 
@@ -171,7 +193,11 @@ class HealthCheck:
         now = time.monotonic()
         with self._lock:
             cached = self._cached
-            if cached is not None and cached[0] == id(host) and now - cached[1] < self.recheck_seconds:
+            if (
+                cached is not None
+                and cached[0] == id(host)
+                and now - cached[1] < self.recheck_seconds
+            ):
                 return cached[2]
         statuses: dict[str, str] = {}
         for name, settings in sorted(host.module_settings.items()):

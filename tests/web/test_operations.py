@@ -37,8 +37,11 @@ def call(client: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
 def enrol(client: Any, who: dict[str, str], clock: Any) -> pyotp.TOTP:
     started = call(client, "/setup", {"user": who, "module": "totp"})
     totp = pyotp.TOTP(started["prompt"]["provisioning"]["secret"])
-    done = call(client, "/setup/continue", {"user": who, "setup_id": started["setup_id"],
-                                            "answer": {"code": totp.at(clock())}})
+    done = call(
+        client,
+        "/setup/continue",
+        {"user": who, "setup_id": started["setup_id"], "answer": {"code": totp.at(clock())}},
+    )
     assert done["status"] == "enrolled"
     clock.advance(30)
     return totp
@@ -62,23 +65,37 @@ def value(found: dict[Any, float], name: str, **labels: str) -> float:
 @pytest.fixture
 def pin_app(config_file: Path, fake_clock: Any) -> Iterator[Any]:
     pin = PinModule()
-    application = create_app(config_file, host_kwargs={"clock": fake_clock, "modules": {"pin": pin}})
+    application = create_app(
+        config_file, host_kwargs={"clock": fake_clock, "modules": {"pin": pin}}
+    )
     application.state.pin = pin
     yield application
     application.state.web.close()
 
 
-def test_metrics_count_verifies_by_module_and_outcome_and_lockouts(client: Any, fake_clock: Any) -> None:
+def test_metrics_count_verifies_by_module_and_outcome_and_lockouts(
+    client: Any, fake_clock: Any
+) -> None:
     # The counters are per process and other tests count too: compare before and after.
     before = samples(client)
     who = person("metrics-ada")
     totp = enrol(client, who, fake_clock)
-    assert call(client, "/verify", {"user": who, "answer": {"code": totp.at(fake_clock())}})["outcome"] == "accepted"
+    assert (
+        call(client, "/verify", {"user": who, "answer": {"code": totp.at(fake_clock())}})["outcome"]
+        == "accepted"
+    )
     for _ in range(4):
-        assert call(client, "/verify", {"user": who, "answer": {"code": "000000"}})["outcome"] == "rejected"
-    assert call(client, "/verify", {"user": who, "answer": {"code": "000000"}})["outcome"] == "locked"
+        assert (
+            call(client, "/verify", {"user": who, "answer": {"code": "000000"}})["outcome"]
+            == "rejected"
+        )
+    assert (
+        call(client, "/verify", {"user": who, "answer": {"code": "000000"}})["outcome"] == "locked"
+    )
     fake_clock.advance(60)  # a refusal while the lock runs is not a new lockout
-    assert call(client, "/verify", {"user": who, "answer": {"code": "000000"}})["outcome"] == "locked"
+    assert (
+        call(client, "/verify", {"user": who, "answer": {"code": "000000"}})["outcome"] == "locked"
+    )
     after = samples(client)
 
     def grew(name: str, **labels: str) -> float:
@@ -94,10 +111,18 @@ def test_metrics_count_recoveries(client: Any, fake_clock: Any) -> None:
     before = samples(client)
     who = person("metrics-bob")
     enrol(client, who, fake_clock)
-    assert call(client, "/recover", {"user": who, "answer": {"code": "0000-0000-0000-0000"}})["outcome"] == "rejected"
+    assert (
+        call(client, "/recover", {"user": who, "answer": {"code": "0000-0000-0000-0000"}})[
+            "outcome"
+        ]
+        == "rejected"
+    )
     after = samples(client)
     key = {"module": "totp", "event": "recover", "outcome": "rejected"}
-    assert value(after, "secmod_verifies_total", **key) - value(before, "secmod_verifies_total", **key) == 1
+    assert (
+        value(after, "secmod_verifies_total", **key) - value(before, "secmod_verifies_total", **key)
+        == 1
+    )
 
 
 def test_metrics_count_a_module_that_crashes(pin_app: Any, fake_clock: Any) -> None:
@@ -110,7 +135,11 @@ def test_metrics_count_a_module_that_crashes(pin_app: Any, fake_clock: Any) -> N
         assert result["outcome"] == "rejected"
         after = samples(client)
     key = {"module": "pin", "hook": "verify"}
-    assert value(after, "secmod_module_errors_total", **key) - value(before, "secmod_module_errors_total", **key) == 1
+    assert (
+        value(after, "secmod_module_errors_total", **key)
+        - value(before, "secmod_module_errors_total", **key)
+        == 1
+    )
 
 
 def test_metrics_time_provider_calls_as_a_histogram(client: Any) -> None:
@@ -157,10 +186,14 @@ def test_healthz_fails_when_the_database_is_unreachable(client: Any, web: Any) -
     assert body["status"] == "failing" and body["database"].startswith("unreachable (")
 
 
-def test_healthz_fails_when_an_enabled_module_does_not_activate(tmp_path: Path, fake_clock: Any) -> None:
+def test_healthz_fails_when_an_enabled_module_does_not_activate(
+    tmp_path: Path, fake_clock: Any
+) -> None:
     config = tmp_path / "secmod.toml"
     # Duo switched on for clients, pointing at a port where no Duo answers.
-    config.write_text(CONFIG.format(api_token=API_TOKEN) + """
+    config.write_text(
+        CONFIG.format(api_token=API_TOKEN)
+        + """
 [modules.duo]
 clients = true
 client_id = "DIXXXXXXXXXXXXXXXXXX"
@@ -168,7 +201,8 @@ client_secret = "0123456789012345678901234567890123456789"
 api_hostname = "127.0.0.1:9"
 redirect_url = "http://127.0.0.1:8000/login/duo/callback"
 http_timeout = 1
-""")
+"""
+    )
     try:
         application = create_app(config, host_kwargs={"clock": fake_clock})
     except Exception as error:  # noqa: BLE001 - the settings model names what it refuses
@@ -185,7 +219,9 @@ http_timeout = 1
 
 def test_json_log_lines_carry_the_message_and_only_an_exception_type() -> None:
     formatter = JsonLinesFormatter()
-    record = logging.LogRecord("secmod.host", logging.ERROR, __file__, 1, "module %r failed", ("pin",), None)
+    record = logging.LogRecord(
+        "secmod.host", logging.ERROR, __file__, 1, "module %r failed", ("pin",), None
+    )
     try:
         raise ValueError("the code was 123456")
     except ValueError:

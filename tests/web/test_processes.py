@@ -50,8 +50,11 @@ def api(base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
 def enrol(base: str, who: dict[str, str]) -> pyotp.TOTP:
     started = api(base, "/setup", {"user": who, "module": "totp"})
     totp = pyotp.TOTP(started["prompt"]["provisioning"]["secret"])
-    done = api(base, "/setup/continue", {"user": who, "setup_id": started["setup_id"],
-                                         "answer": {"code": totp.now()}})
+    done = api(
+        base,
+        "/setup/continue",
+        {"user": who, "setup_id": started["setup_id"], "answer": {"code": totp.now()}},
+    )
     assert done["status"] == "enrolled"
     return totp
 
@@ -68,7 +71,9 @@ def burst(targets: list[str], body: dict[str, Any], count: int) -> list[dict[str
     def send(index: int) -> dict[str, Any]:
         with httpx.Client(timeout=60) as client:
             start.wait()
-            response = client.post(f"{targets[index % len(targets)]}/api/v1/verify", json=body, headers=AUTH)
+            response = client.post(
+                f"{targets[index % len(targets)]}/api/v1/verify", json=body, headers=AUTH
+            )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -79,7 +84,9 @@ def burst(targets: list[str], body: dict[str, Any], count: int) -> list[dict[str
 def counter_total(base: str, name: str) -> float:
     text = httpx.get(f"{base}/metrics", timeout=30).text
     return sum(
-        sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
         if sample.name == name
     )
 
@@ -89,13 +96,19 @@ def test_workers_share_one_metrics_view(tmp_path: Path) -> None:
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()
     config = write_config(tmp_path, f"sqlite:///{tmp_path / 'secmod.db'}")
-    with ServeProcess(config, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}) as server:
+    with ServeProcess(
+        config, workers=2, env={"PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
+    ) as server:
         assert len(server.worker_pids()) == 2
         # Answers for people with no second factor are counted too, and never lock anyone.
         sent = 0
         while len(list(metrics_dir.glob("counter_*.db"))) < 2:
             assert sent < 200, "one worker answered every request; the sum cannot be checked"
-            result = api(server.url, "/verify", {"user": person(f"nobody-{sent}"), "answer": {"code": "000000"}})
+            result = api(
+                server.url,
+                "/verify",
+                {"user": person(f"nobody-{sent}"), "answer": {"code": "000000"}},
+            )
             assert result["reason"] == "not_enrolled"
             sent += 1
         for _ in range(4):  # every scrape sees the sum, whichever worker serves it
@@ -108,8 +121,20 @@ def test_serve_refuses_a_bad_log_format(tmp_path: Path) -> None:
 
     config = write_config(tmp_path, f"sqlite:///{tmp_path / 'secmod.db'}")
     done = subprocess.run(
-        [sys.executable, "-m", "secmod.host.cli", "--config", str(config), "serve", "--log-format", "xml"],
-        capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "secmod.host.cli",
+            "--config",
+            str(config),
+            "serve",
+            "--log-format",
+            "xml",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert done.returncode == 1 and "--log-format must be text or json" in done.stderr
 
@@ -124,10 +149,15 @@ def judged_failures(database_url: str, user_id: str) -> int:
     engine = sa.create_engine(database_url)
     try:
         with engine.connect() as conn:
-            return int(conn.execute(sa.text(
-                "SELECT count(*) FROM secmod_audit WHERE user_id = :user AND event = 'verify'"
-                " AND outcome = 'fail' AND reason <> 'locked'"
-            ), {"user": user_id}).scalar_one())
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM secmod_audit WHERE user_id = :user AND event = 'verify'"
+                        " AND outcome = 'fail' AND reason <> 'locked'"
+                    ),
+                    {"user": user_id},
+                ).scalar_one()
+            )
     finally:
         engine.dispose()
 
@@ -163,12 +193,15 @@ def test_two_instances_accept_one_code_once(two_instances: tuple[str, str, str])
 
 
 @pytest.mark.postgres
-def test_a_lockout_set_on_one_instance_is_honoured_by_the_other(two_instances: tuple[str, str, str]) -> None:
+def test_a_lockout_set_on_one_instance_is_honoured_by_the_other(
+    two_instances: tuple[str, str, str],
+) -> None:
     first, second, _ = two_instances
     who = person("race-lockout")
     totp = enrol(first, who)
     outcomes = [
-        api(first, "/verify", {"user": who, "answer": {"code": "000000"}})["outcome"] for _ in range(MAX_CODE_FAILURES)
+        api(first, "/verify", {"user": who, "answer": {"code": "000000"}})["outcome"]
+        for _ in range(MAX_CODE_FAILURES)
     ]
     assert outcomes == ["rejected"] * (MAX_CODE_FAILURES - 1) + ["locked"]
     right = api(second, "/verify", {"user": who, "answer": {"code": next_code(totp)}})
@@ -176,7 +209,9 @@ def test_a_lockout_set_on_one_instance_is_honoured_by_the_other(two_instances: t
 
 
 @pytest.mark.postgres
-@pytest.mark.xfail(reason="exact throttling across processes is Core 2 (issue 11), not merged yet", strict=False)
+@pytest.mark.xfail(
+    reason="exact throttling across processes is Core 2 (issue 11), not merged yet", strict=False
+)
 def test_two_instances_throttle_exactly(two_instances: tuple[str, str]) -> None:
     """50 concurrent wrong codes over both instances: at most the limit is judged.
 
@@ -187,6 +222,8 @@ def test_two_instances_throttle_exactly(two_instances: tuple[str, str]) -> None:
     totp = enrol(first, who)
     results = burst([first, second], {"user": who, "answer": {"code": "000000"}}, 50)
     assert {result["outcome"] for result in results} <= {"rejected", "locked"}
-    assert judged_failures(database_url, who["id"]) <= MAX_CODE_FAILURES, [r["outcome"] for r in results]
+    assert judged_failures(database_url, who["id"]) <= MAX_CODE_FAILURES, [
+        r["outcome"] for r in results
+    ]
     right = api(second, "/verify", {"user": who, "answer": {"code": next_code(totp)}})
     assert right["outcome"] == "locked"

@@ -287,8 +287,21 @@ def check() -> None:
         except ModuleUnavailable as error:
             failed = True
             typer.secho(f"{name}: FAILED: {error}", fg="red", err=True)
+    _warn_about_other_hosts(host)
     if failed:
         raise typer.Exit(1)
+
+
+def _warn_about_other_hosts(host: Any) -> None:
+    from .fleet import disagreeing_hosts, settings_fingerprint
+
+    fingerprint = settings_fingerprint(host.settings, host.module_settings)
+    typer.echo(f"settings fingerprint: {fingerprint}")
+    for other in disagreeing_hosts(host.engine, fingerprint):
+        typer.secho(
+            f"warning: host {other.name} (started {other.seen_at:%Y-%m-%d %H:%M:%S UTC}) shares this database "
+            f"with different settings (fingerprint {other.fingerprint})", err=True, fg="yellow",
+        )
 
 
 @app.command()

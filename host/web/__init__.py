@@ -17,10 +17,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from secmod.hookspecs import Audience
-from secmod.settings import config_path
+from secmod.host.fleet import host_name
+from secmod.settings import config_path, load_settings
 
 from .accounts import AccountStore
-from .app import create_app
+from .app import HOST_NAME_ENV, create_app
 from .logs import LogFormat, log_config
 from .observability import MULTIPROC_ENV
 
@@ -104,6 +105,8 @@ def serve(
     import uvicorn
 
     path = config_path(config)
+    # The name this host's settings fingerprint is kept under (host/fleet.py); workers inherit it.
+    os.environ.setdefault(HOST_NAME_ENV, host_name(port or load_settings(config).web.port))
     app = create_app(config)  # migrates the database once, before any worker starts
     web = app.state.web
     settings = web.host.settings

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import os
 import secrets
 import threading
 from collections.abc import AsyncIterator
@@ -32,6 +33,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from secmod.host.fleet import (
+    HostFingerprint,
+    disagreeing_hosts,
+    host_name,
+    record_fingerprint,
+    settings_fingerprint,
+)
+
 from .accounts import AccountStore, Session, SessionStore, stored_secret
 from .observability import HealthCheck, MeteredHost, health_endpoint, metrics_endpoint
 
@@ -39,6 +48,7 @@ __all__ = ["WebHost", "create_app"]
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "secmod_session"
+HOST_NAME_ENV = "SECMOD_HOST_NAME"
 IDLE_SECONDS = 8 * 3600
 REMEMBER_SECONDS = 30 * 24 * 3600
 
@@ -78,6 +88,8 @@ class WebHost:
         self.config_file = config_path(config)
         self._config_arg = config
         self.host_kwargs = dict(host_kwargs or {})
+        # How this host is named among those sharing the database (`secmod serve` sets it).
+        self.name = os.environ.get(HOST_NAME_ENV) or host_name()
         self._host = self._build_host()
         self.reload_lock = threading.Lock()
         settings = self._host.settings
@@ -96,8 +108,10 @@ class WebHost:
 
     def _build_host(self) -> Host:
         file = self.config_file if self.config_file.exists() else self._config_arg
-        settings = load_settings(file)
-        return MeteredHost(settings, **self.host_kwargs)
+        host = MeteredHost(load_settings(file), **self.host_kwargs)
+        self.fingerprint = settings_fingerprint(host.settings, host.module_settings)
+        record_fingerprint(host.engine, self.name, self.fingerprint)
+        return host
 
     @property
     def host(self) -> Host:
@@ -109,6 +123,10 @@ class WebHost:
         fresh = self._build_host()
         previous, self._host = self._host, fresh
         previous.close()
+
+    def other_hosts(self) -> list[HostFingerprint]:
+        """Hosts on this database whose settings differ from this one's."""
+        return disagreeing_hosts(self._host.engine, self.fingerprint)
 
     def server_time(self) -> datetime:
         return datetime.fromtimestamp(self._host.clock(), UTC)

@@ -306,6 +306,22 @@ def _warn_about_other_hosts(host: Any) -> None:
 
 @app.command()
 @_one_line_errors
+def purge() -> None:
+    """Delete audit events and used backup codes past [retention], and expired pending steps.
+
+    In small batches, so logins go on meanwhile; `secmod serve` also does it every
+    [retention] purge_every_minutes.
+    """
+    from .retention import purge as purge_now
+
+    host = _host()
+    purged = purge_now(host.engine, host.settings.retention, now=host.clock())
+    typer.echo(f"purged {purged.audit_events} audit events, {purged.pending_steps} expired pending steps, "
+               f"{purged.used_backup_codes} used backup codes")
+
+
+@app.command()
+@_one_line_errors
 def seal(
     module: str,
     key: str,

@@ -25,6 +25,7 @@ __all__ = [
     "BackupCodeSettings",
     "ConfigError",
     "LoadingSettings",
+    "RetentionSettings",
     "SealingSettings",
     "SecmodSettings",
     "ThrottleSettings",
@@ -69,6 +70,19 @@ class ThrottleSettings(_Section):
 class BackupCodeSettings(_Section):
     count: int = Field(1, ge=1, le=20)
     """How many one-use codes a person holds at once (WHMCS: 1)."""
+
+
+class RetentionSettings(_Section):
+    """``[retention]``: how long records are kept; the purge deletes in small batches."""
+
+    audit_days: int = Field(365, ge=0)
+    """Audit events older than this are deleted; 0 keeps them forever."""
+    used_backup_code_days: int = Field(365, ge=0)
+    """Backup codes used longer ago than this are deleted; 0 keeps them. Unused ones stay."""
+    purge_every_minutes: int = Field(60, ge=0)
+    """How often each ``secmod serve`` worker purges; 0 leaves it to ``secmod purge`` (cron)."""
+    batch_size: int = Field(1000, ge=1, le=100_000)
+    """Rows per delete transaction: small, so no login waits on a long one."""
 
 
 class WebSettings(_Section):
@@ -125,6 +139,7 @@ class SecmodSettings(BaseSettings):
     throttle: ThrottleSettings = ThrottleSettings()
     backup_codes: BackupCodeSettings = BackupCodeSettings()
     web: WebSettings = WebSettings()
+    retention: RetentionSettings = RetentionSettings()
     modules: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Raw ``[modules.NAME]`` tables; validated by each module's settings model."""
 

@@ -7,9 +7,12 @@ applications in other languages).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
+import logging
 import os
+import random
 import secrets
 import threading
 from collections.abc import AsyncIterator
@@ -25,6 +28,7 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, Signer
 from secmod.hookspecs import messages
 from secmod.host import Host
+from secmod.host.retention import purge
 from secmod.host.storage import open_engine
 from secmod.settings import config_path, load_settings
 from starlette.concurrency import run_in_threadpool
@@ -45,6 +49,8 @@ from .accounts import AccountStore, Session, SessionStore, stored_secret
 from .observability import HealthCheck, MeteredHost, health_endpoint, metrics_endpoint
 
 __all__ = ["WebHost", "create_app"]
+
+log = logging.getLogger("secmod.web")
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "secmod_session"
@@ -266,7 +272,9 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        purging = asyncio.create_task(_purge_periodically(web))
         yield
+        purging.cancel()
         web.close()
 
     app = FastAPI(
@@ -321,6 +329,30 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
         return api.error_response(422, "invalid_request", problems or "The request is not valid.")
 
     return app
+
+
+async def _purge_periodically(web: WebHost) -> None:
+    """Each worker purges now and then (host/retention.py): batches, so logins never wait.
+
+    The first run waits at least half an interval, spread at random, so that workers
+    and hosts started together do not all purge at the same moment.
+    """
+    delay = random.uniform(0.5, 1.0)  # noqa: S311 - spreading work, not a secret
+    while True:
+        minutes = web.host.settings.retention.purge_every_minutes
+        await asyncio.sleep(max(minutes, 1) * 60 * delay)
+        delay = 1.0
+        if not minutes:
+            continue
+        host = web.host
+        try:
+            purged = await run_in_threadpool(purge, host.engine, host.settings.retention, now=host.clock())
+        except Exception as error:  # noqa: BLE001 - a failed purge is retried next time
+            log.warning("purge failed (%s); retrying in %d minutes", type(error).__name__, minutes)
+            continue
+        if purged.total:
+            log.info("purged %d audit events, %d expired pending steps, %d used backup codes",
+                     purged.audit_events, purged.pending_steps, purged.used_backup_codes)
 
 
 def _unsign(web: WebHost, cookie: str | None) -> str | None:

@@ -23,6 +23,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/run.py
 
 docs: setup
 	$(BIN)/mkdocs build --strict

@@ -166,7 +166,11 @@ def run(
             f"{note}; target >= {TARGET_SHARE:.0%}: {'met' if met else 'NOT met'}"
         )
         lines.append(
-            (f"HTTP {label} {count} worker(s)", f"{share:.0%} of in-process, target >= 25%", met)
+            (
+                f"{label}: HTTP accepted verifies/s, {count} worker(s)",
+                f"{rate:,.0f}/s = {share:.0%} of in-process {local:,.0f}/s, target >= 25%",
+                met,
+            )
         )
     return lines
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import Iterator
 
 import sqlalchemy as sa
 
 from secmod.hookspecs import Audience, User
 from secmod.host import Host
-from secmod.host.storage import Enrolment, Throttle
 
 BATCH = 20_000
 
@@ -35,78 +33,19 @@ def secret_for(user: str) -> str:
     )
 
 
-def _rows(
-    host: Host, first: int, last: int, prefix: str, now: float
-) -> Iterator[tuple[dict, dict]]:
-    for index in range(first, last):
-        uid = user_id(index, prefix)
-        user = User(id=uid, audience=Audience.CLIENT)
-        state = {"secret": secret_for(uid), "last_step": 0, "drift": 0}
-        sealed = host._seal_state(user, "totp", state)  # the Host's own sealing context
-        yield (
-            {
-                "audience": "client",
-                "user_id": uid,
-                "module": "totp",
-                "state": sealed,
-                "version": 1,
-                "created_at": now,
-                "updated_at": now,
-            },
-            {
-                "audience": "client",
-                "user_id": uid,
-                "code_failures": 0,
-                "backup_failures": 0,
-                "locked_until": None,
-            },
-        )
-
-
 def fill_totp_users(host: Host, count: int, *, prefix: str = "u", start: int = 0) -> float:
-    """Enrol ``count`` people with TOTP; returns the seconds it took."""
+    """Enrol ``count`` people with TOTP through the Store; returns the seconds it took."""
     began = time.perf_counter()
     now = time.time()
-    engine = host.engine
     for first in range(start, start + count, BATCH):
-        last = min(first + BATCH, start + count)
-        enrolments, throttles = zip(*_rows(host, first, last, prefix, now), strict=True)
-        if engine.dialect.name == "postgresql":
-            _copy_postgresql(engine, enrolments, throttles)
-        else:
-            with engine.begin() as conn:
-                conn.execute(Enrolment.__table__.insert(), list(enrolments))
-                conn.execute(Throttle.__table__.insert(), list(throttles))
-    if engine.dialect.name == "postgresql":
-        with engine.begin() as conn:
+        rows = []
+        for index in range(first, min(first + BATCH, start + count)):
+            uid = user_id(index, prefix)
+            user = User(id=uid, audience=Audience.CLIENT)
+            state = {"secret": secret_for(uid), "last_step": 0, "drift": 0}
+            rows.append((user, "totp", host._seal_state(user, "totp", state)))  # the Host's own sealing
+        host.store.bulk_enrol(rows, now)
+    if host.store.is_postgresql:
+        with host.engine.begin() as conn:
             conn.execute(sa.text("ANALYZE secmod_enrolment"))
-            conn.execute(sa.text("ANALYZE secmod_throttle"))
     return time.perf_counter() - began
-
-
-def _copy_postgresql(
-    engine: sa.Engine, enrolments: tuple[dict, ...], throttles: tuple[dict, ...]
-) -> None:
-    # COPY is PostgreSQL's bulk path: one stream instead of a statement per batch of rows.
-    raw = engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        columns = ("audience", "user_id", "module", "state", "version", "created_at", "updated_at")
-        with cursor.copy(f"COPY secmod_enrolment ({', '.join(columns)}) FROM STDIN") as copy:  # type: ignore[attr-defined]
-            for row in enrolments:
-                copy.write_row([row[column] for column in columns])
-        throttle_columns = (
-            "audience",
-            "user_id",
-            "code_failures",
-            "backup_failures",
-            "locked_until",
-        )
-        with cursor.copy(
-            f"COPY secmod_throttle ({', '.join(throttle_columns)}) FROM STDIN"
-        ) as copy:  # type: ignore[attr-defined]
-            for row in throttles:
-                copy.write_row([row[column] for column in throttle_columns])
-        raw.commit()
-    finally:
-        raw.close()

@@ -39,9 +39,9 @@ __all__ = [
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-# The reasons a host gives when a module could not judge (crashed, missing, state that
-# does not open); "module_error" is Core 2's name, the others today's.
-MODULE_ERROR_REASONS = frozenset({"module_error", "module_unavailable", "fail_open"})
+# The reasons the host gives when no module could judge an answer: it crashed or returned
+# the wrong type, it is not loaded, or the person's state does not open.
+MODULE_ERROR_REASONS = frozenset({"module_error", "module_unavailable", "state_unreadable"})
 
 # Duo and YubiCloud answer in tens to hundreds of milliseconds; a timeout is seconds.
 PROVIDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)

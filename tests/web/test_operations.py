@@ -172,15 +172,16 @@ def test_healthz_reports_database_and_modules(client: Any) -> None:
     assert "/healthz" not in client.get("/openapi.json").json()["paths"]
 
 
-def test_healthz_fails_when_the_database_is_unreachable(client: Any, web: Any) -> None:
-    working = web.host.engine
+def test_healthz_fails_when_the_database_is_unreachable(
+    client: Any, web: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Port 9 (discard) on loopback: nothing listens, so connecting is refused at once.
-    web.host.engine = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
+    unreachable = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")
+    monkeypatch.setattr(web.host.store, "engine", unreachable)
     try:
         response = client.get("/healthz")
     finally:
-        web.host.engine.dispose()
-        web.host.engine = working
+        unreachable.dispose()
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "failing" and body["database"].startswith("unreachable (")

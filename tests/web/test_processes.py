@@ -213,10 +213,8 @@ def test_a_lockout_set_on_one_instance_is_honoured_by_the_other(
     reason="exact throttling across processes is Core 2 (issue 11), not merged yet", strict=False
 )
 def test_two_instances_throttle_exactly(two_instances: tuple[str, str]) -> None:
-    """50 concurrent wrong codes over both instances: at most the limit is judged.
-
-    Exact counting is Core 2's reserve-before-judge (issue 11).
-    """
+    """50 concurrent wrong codes over both instances: at most the limit is judged
+    (Core 2 reserves each attempt before a module judges it)."""
     first, second, database_url = two_instances
     who = person("race-throttle")
     totp = enrol(first, who)

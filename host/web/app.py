@@ -28,6 +28,13 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, Signer
 from secmod.hookspecs import messages
 from secmod.host import Host, RequestContext
+from secmod.host.fleet import (
+    HostFingerprint,
+    disagreeing_hosts,
+    host_name,
+    record_fingerprint,
+    settings_fingerprint,
+)
 from secmod.host.retention import purge
 from secmod.host.storage import open_engine
 from secmod.settings import config_path, load_settings
@@ -36,14 +43,6 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from secmod.host.fleet import (
-    HostFingerprint,
-    disagreeing_hosts,
-    host_name,
-    record_fingerprint,
-    settings_fingerprint,
-)
 
 from .accounts import AccountStore, Session, SessionStore, stored_secret
 from .observability import HealthCheck, MeteredHost, health_endpoint, metrics_endpoint

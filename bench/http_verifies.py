@@ -91,8 +91,10 @@ def _client(
     results.put((accepted, other))
 
 
-def http_rate(server: ServeProcess, first: int, count: int, seconds: float) -> tuple[float, int]:
-    """Accepted verifies/s over ``seconds``; returns (rate, answers that were not accepted)."""
+def http_rate(
+    server: ServeProcess, first: int, count: int, seconds: float
+) -> tuple[float, int, int]:
+    """Accepted verifies/s over ``seconds``; returns (rate, answers, answers not accepted)."""
     payloads = bodies(first, count)
     share = len(payloads) // CLIENTS
     results: multiprocessing.Queue = multiprocessing.Queue()
@@ -111,27 +113,38 @@ def http_rate(server: ServeProcess, first: int, count: int, seconds: float) -> t
     for process in clients:
         process.join(30)
     accepted = sum(a for a, _ in totals)
-    return accepted / min(elapsed, seconds + 1), sum(o for _, o in totals)
+    refused = sum(o for _, o in totals)
+    return accepted / min(elapsed, seconds + 1), accepted + refused, refused
 
 
-def in_process_rate(host: Host, first: int, count: int) -> float:
-    """Accepted Host.verify/s, one call after another (codes made before timing)."""
+def server_cpu_seconds(server: ServeProcess) -> float:
+    """CPU time (user + system) the server's serving processes have used so far."""
+    assert server.process is not None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in server.worker_pids() or [server.process.pid]:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
+def in_process_rate(host: Host, first: int, count: int) -> tuple[float, float]:
+    """Accepted Host.verify/s, one call after another (codes made before timing), and the
+    CPU seconds each took."""
     at = time.time() + 30
-    work = [
-        (
-            User(id=user_id(i), audience=Audience.CLIENT),
-            {"code": pyotp.TOTP(secret_for(user_id(i))).at(at)},
-        )
-        for i in range(first, first + count)
-    ]
+    work = []
+    for index in range(first, first + count):
+        code = pyotp.TOTP(secret_for(user_id(index))).at(at)
+        work.append((User(id=user_id(index), audience=Audience.CLIENT), {"code": code}))
     for user, answer in work[:50]:
         host.verify(user, answer)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     for user, answer in work[50:]:
         result = host.verify(user, answer)
         if not result.accepted:
             raise SystemExit(f"bench verify was rejected: {result.reason}")
-    return (count - 50) / (time.perf_counter() - began)
+    done = count - 50
+    return done / (time.perf_counter() - began), (time.process_time() - cpu) / done
 
 
 def run(
@@ -153,12 +166,14 @@ def run(
         first = 0
         for count in workers:
             # In-process right before each HTTP run: a busy machine weighs on both alike.
-            local = in_process_rate(host, first, local_run)
+            local, local_cpu = in_process_rate(host, first, local_run)
             first += local_run
             with ServeProcess(
                 config, workers=count, log_file=workdir / f"serve-{label}-{count}.log"
             ) as server:
-                rate, refused = http_rate(server, first, per_run, seconds)
+                cpu_before = server_cpu_seconds(server)
+                rate, answered, refused = http_rate(server, first, per_run, seconds)
+                cpu_per_verify = (server_cpu_seconds(server) - cpu_before) / max(answered, 1)
             first += per_run
             share = rate / local
             met = share >= TARGET_SHARE
@@ -167,6 +182,11 @@ def run(
                 f"  {label}, {count} worker(s): HTTP {rate:,.0f} accepted verifies/s, in-process "
                 f"{local:,.0f}/s: {share:.0%}{note}; target >= {TARGET_SHARE:.0%}: "
                 f"{'met' if met else 'NOT met'}"
+            )
+            print(
+                f"    CPU per accepted verify: {cpu_per_verify * 1e3:.2f} ms in the server, "
+                f"{local_cpu * 1e3:.2f} ms in-process (the HTTP layer: "
+                f"{(cpu_per_verify - local_cpu) * 1e3:.2f} ms)"
             )
             lines.append(
                 (

@@ -6,7 +6,8 @@ the settings it actually runs with into ``secmod_host``; the admin page and
 ``secmod check`` compare them and name the hosts that disagree.
 
 What is compared: every setting that changes a login decision. Left out: where a host
-listens (``[web] host``/``port``), file paths (``config_file``, ``[sealing] key_file``,
+listens and logs and how many workers it runs (``[web] host``, ``port``, ``workers``,
+``log_format``, ``access_log``), file paths (``config_file``, ``[sealing] key_file``,
 which may differ per machine) and the web host's own secrets (``api_token``,
 ``session_secret``). Module secrets (pydantic ``SecretStr``: Duo's client secret,
 YubiCloud's key) enter as a SHA-256 of their value, never the value: they are
@@ -46,10 +47,12 @@ _hosts = HostRecord.__table__
 # A host that has not started for this long is taken as gone (an old machine name).
 FORGET_AFTER_DAYS = 30
 
+# Per machine by nature: where it listens and logs, how many workers, file paths, the
+# web host's own secrets.
 _LOCAL = {
     "config_file": True,
     "sealing": {"key_file"},
-    "web": {"host", "port", "api_token", "session_secret"},
+    "web": {"host", "port", "api_token", "session_secret", "workers", "log_format", "access_log"},
 }
 
 

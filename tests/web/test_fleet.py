@@ -27,6 +27,7 @@ def test_the_fingerprint_covers_what_changes_a_login_and_not_where_a_host_listen
         fingerprint(web={"port": 9000, "host": "0.0.0.0"}, sealing={"key_file": "/etc/k"}) == base
     )
     assert fingerprint(web={"api_token": "another-token-123456"}) == base
+    assert fingerprint(web={"workers": 4, "log_format": "json", "access_log": True}) == base
     assert fingerprint(throttle={"max_code_failures": 6}) != base
     assert fingerprint(force_clients=True) != base
     assert fingerprint(web={"settings_editable": False}) != base

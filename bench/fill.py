@@ -43,7 +43,7 @@ def fill_totp_users(host: Host, count: int, *, prefix: str = "u", start: int = 0
             uid = user_id(index, prefix)
             user = User(id=uid, audience=Audience.CLIENT)
             state = {"secret": secret_for(uid), "last_step": 0, "drift": 0}
-            rows.append((user, "totp", host._seal_state(user, "totp", state)))  # the Host's own sealing
+            rows.append((user, "totp", host.sealed.seal_state(user, "totp", state)))
         host.store.bulk_enrol(rows, now)
     if host.store.is_postgresql:
         with host.engine.begin() as conn:

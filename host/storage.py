@@ -110,7 +110,7 @@ class HostRecord(SQLModel, table=True):
     seen_at: float
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer; NORMAL is durable in WAL across
     # application crashes, which is the failure that matters for a login service.

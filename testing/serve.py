@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -44,12 +45,14 @@ class ServeProcess:
         port: int | None = None,
         env: dict[str, str] | None = None,
         log_file: Path | None = None,
+        options: Sequence[str] = (),
     ) -> None:
         self.config = config
         self.workers = workers
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
         self.log_file = log_file or config.with_name(f"serve-{self.port}.log")
+        self.options = tuple(options)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -68,6 +71,7 @@ class ServeProcess:
             str(self.port),
             "--workers",
             str(self.workers),
+            *self.options,
         ]
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(

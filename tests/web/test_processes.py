@@ -115,6 +115,28 @@ def test_workers_share_one_metrics_view(tmp_path: Path) -> None:
             assert counter_total(server.url, "secmod_verifies_total") == sent
 
 
+def test_serve_logs_json_lines_with_query_strings_hidden(tmp_path: Path) -> None:
+    import json
+
+    config = write_config(tmp_path, f"sqlite:///{tmp_path / 'secmod.db'}")
+    log_file = tmp_path / "serve.log"
+    options = ("--log-format", "json", "--access-log")
+    with ServeProcess(config, log_file=log_file, options=options) as server:
+        assert (
+            httpx.get(f"{server.url}/healthz?duo_code=secret-one-time-code", timeout=30).status_code
+            == 200
+        )
+    entries = [
+        json.loads(line) for line in log_file.read_text().splitlines() if line.startswith("{")
+    ]
+    assert entries and all(
+        {"time", "level", "logger", "message", "process"} <= set(e) for e in entries
+    )
+    access = [e["message"] for e in entries if e["logger"] == "uvicorn.access"]
+    assert any("GET /healthz?[query hidden] HTTP/1.1" in message for message in access), access
+    assert "secret-one-time-code" not in log_file.read_text()
+
+
 def test_serve_refuses_a_bad_log_format(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -218,7 +240,9 @@ def test_two_instances_throttle_exactly(two_instances: tuple[str, str, str]) -> 
     totp = enrol(first, who)
     results = burst([first, second], {"user": who, "answer": {"code": "000000"}}, 50)
     assert {result["outcome"] for result in results} <= {"rejected", "locked"}
-    print(f"two instances, 50 concurrent wrong codes: {judged_failures(database_url, who['id'])} judged")
+    print(
+        f"two instances, 50 concurrent wrong codes: {judged_failures(database_url, who['id'])} judged"
+    )
     assert judged_failures(database_url, who["id"]) <= MAX_CODE_FAILURES, [
         r["outcome"] for r in results
     ]

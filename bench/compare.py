@@ -259,7 +259,7 @@ def compare(
             True,
         )
     ]
-    for alias, (name, accepted_target, rejected_target) in django_aliases.items():
+    for name, accepted_target, rejected_target in django_aliases.values():
         for kind, mine, wanted in (
             ("accepted", accepted, accepted_target),
             ("rejected", rejected, rejected_target),

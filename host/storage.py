@@ -110,6 +110,7 @@ class HostRecord(SQLModel, table=True):
     """A host sharing this database, with a digest of its effective settings (host/fleet.py)."""
 
     __tablename__ = "secmod_host"
+    __table__: ClassVar[sa.Table]  # set by SQLAlchemy; declared for type checkers
 
     name: str = Field(primary_key=True, max_length=255)  # machine, or machine:port for a web host
     fingerprint: str = Field(max_length=64)

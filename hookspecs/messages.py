@@ -6,6 +6,12 @@ WRONG_FACTOR_CLIENT = (
 )
 WRONG_FACTOR = "The second factor you supplied was incorrect. Please try again."
 WRONG_FACTOR_ADMIN = "Second factor invalid. Please try again."
+# Not in WHMCS (it says "incorrect"): a right code used once already, typically the one
+# just typed at enrolment. Saying so spares the person a search for a fault that is not there.
+CODE_ALREADY_USED = (
+    "That code has already been used. Please wait for your app to show the next code, "
+    "then enter it."
+)
 SECOND_FACTOR_REQUIRED_CLIENT = "Your second factor is required to complete login."
 SECOND_FACTOR_REQUIRED_ADMIN = "Your second factor is required to complete the login."
 ENTER_BACKUP_CODE = "Enter Your Backup Code to Login"

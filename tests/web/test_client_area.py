@@ -52,6 +52,20 @@ def test_enable_totp_then_log_in_with_a_code(client: Any, fake_clock: Any) -> No
     assert 'id="two-factor-status" class="on">enabled<' in page.text
 
 
+def test_the_enrolment_code_at_the_next_login_is_called_already_used(client: Any, fake_clock: Any) -> None:
+    sign_up(client)
+    secret, _ = enable_totp(client, fake_clock)
+    log_out(client)
+    log_in(client)
+    page = post(client, "/login/2fa", {"code": totp_code(secret, fake_clock)}, page="/login/2fa")
+    assert page.status_code == 401
+    assert messages.CODE_ALREADY_USED in text(page)
+    assert messages.WRONG_FACTOR not in text(page)
+    fake_clock.advance(30)
+    page = post(client, "/login/2fa", {"code": totp_code(secret, fake_clock)}, page="/login/2fa")
+    assert page.url.path == "/clientarea"
+
+
 def test_wrong_code_shows_attempts_remaining_then_lockout(client: Any, fake_clock: Any) -> None:
     sign_up(client)
     enable_totp(client, fake_clock)

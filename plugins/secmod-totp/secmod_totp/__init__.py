@@ -180,7 +180,7 @@ def verify(request: VerifyRequest) -> Verdict:
     if step is None:
         return Rejected(reason="wrong_code", detail=_diagnose(settings, totp, code, current, request.now))
     if step <= int(state.get("last_step", -1)):
-        return Rejected(reason="replayed")
+        return Rejected(reason="already_used", message=messages.CODE_ALREADY_USED)
     max_drift = settings.max_drift_minutes * 60 // settings.period
     learned = max(-max_drift, min(max_drift, step - current))
     return Accepted(state={**state, "last_step": step, "drift": learned})

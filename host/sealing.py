@@ -57,7 +57,21 @@ class KeyRing:
         return ring
 
     def reload(self) -> None:
-        """Read the file again (another process may have rotated)."""
+        """Read the file again (another process may have rotated).
+
+        :raises SealError: the file cannot be read, or other users may read or change it
+            (refused as ssh refuses an open private key: a copy of the ring opens every
+            sealed secret and module state).
+        """
+        try:
+            mode = self.path.stat().st_mode & 0o777
+        except OSError as error:
+            raise SealError(f"{self.path}: unreadable key file ({type(error).__name__})") from None
+        if mode & 0o007:
+            raise SealError(
+                f"{self.path}: the key file may be read by other users (mode {mode:04o}); "
+                f"run chmod 600 {self.path}"
+            )
         try:
             data = json.loads(self.path.read_text())
             keys = {item["id"]: AESGCM(base64.b64decode(item["key"])) for item in data["keys"]}

@@ -234,8 +234,8 @@ def describe_validation_error(
         problem = problem.removeprefix("Value error, ").removeprefix("Assertion failed, ")
         place = where(path) if callable(where) else where
         if labels is not None:
-            label = labels.get(key)
-            line = f"{label}: {problem}" if label else problem
+            label = labels.get(path[0]) if path else None
+            line = f"{label}: {problem}" if label else f"{key}: {problem}" if key else problem
         else:
             line = f"{place}: {prefix}{key}: {problem}" if key else f"{place}: {prefix}{problem}".rstrip()
         if line not in lines:

@@ -103,7 +103,9 @@ class DuoSettings(ModuleSettings):
         description="closed: when Duo is unreachable only a backup code gets in. open: let the person in, audited.")
     username: Literal["email", "id"] = SettingField(
         "email", title="Duo username", description="What Duo knows the person by: their email (as WHMCS) or id.")
-    http_timeout: float = SettingField(10.0, gt=0, le=60, title="HTTP timeout (seconds)")
+    http_timeout: float = SettingField(
+        10.0, gt=0, le=60, title="HTTP timeout (seconds)",
+        description="How long to wait for Duo before treating it as unavailable.")
     ca_file: str | None = SettingField(
         None, title="CA bundle",
         description="A CA file or folder to trust instead of Duo's pinned CAs (TLS inspection, tests).")

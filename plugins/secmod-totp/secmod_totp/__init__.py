@@ -51,14 +51,27 @@ class TotpSettings(ModuleSettings):
 
     clients: bool = True
     admins: bool = True
-    digits: Literal[6, 8] = 6
-    period: int = SettingField(30, ge=15, le=120)
-    algorithm: Literal["SHA1", "SHA256", "SHA512"] = "SHA1"
-    window: int = SettingField(1, ge=0, le=10)
-    issuer: str = SettingField("secmod", min_length=1, max_length=64)
-    skew_search_minutes: int = SettingField(10, ge=0, le=24 * 60)
-    max_drift_minutes: int = SettingField(10, ge=0, le=24 * 60)
-    resync_search_minutes: int = SettingField(24 * 60, ge=1, le=7 * 24 * 60)
+    digits: Literal[6, 8] = SettingField(
+        6, title="Code length (digits)", description="6 for every common app; 8 only if all your users' apps show 8.")
+    period: int = SettingField(
+        30, ge=15, le=120, title="Time step (seconds)", description="How often a new code appears; apps use 30.")
+    algorithm: Literal["SHA1", "SHA256", "SHA512"] = SettingField(
+        "SHA1", title="Algorithm", description="SHA1 is what Google Authenticator and most apps support.")
+    window: int = SettingField(
+        1, ge=0, le=10, title="Tolerance (time steps)",
+        description="How many steps before or after now a code is still accepted (1 = 30 s either way).")
+    issuer: str = SettingField(
+        "secmod", min_length=1, max_length=64, title="Issuer",
+        description="The name the authenticator app shows beside the account, e.g. your company.")
+    skew_search_minutes: int = SettingField(
+        10, ge=0, le=24 * 60, title="Clock check range (minutes)",
+        description="A wrong code that matches a time this far off is explained as a device clock that is wrong.")
+    max_drift_minutes: int = SettingField(
+        10, ge=0, le=24 * 60, title="Largest learned clock drift (minutes)",
+        description="How far a device's clock may run off and still log in, once its drift is learned.")
+    resync_search_minutes: int = SettingField(
+        24 * 60, ge=1, le=7 * 24 * 60, title="Re-sync range (minutes)",
+        description="How far off a device's clock may be for a re-sync with two consecutive codes.")
 
 
 def _totp(settings: TotpSettings, secret: str) -> pyotp.TOTP:
@@ -112,7 +125,7 @@ def configure() -> ModuleInfo:
         short_description="Get codes from an app like Google Authenticator or Duo.",
         description=(
             "Enter a code that regenerates every 30 seconds in an authenticator app. "
-            "No configuration required."
+            "Works with the defaults below; change them only if your users' apps need it."
         ),
         settings_model=TotpSettings,
         recovery_methods=("resync",),

@@ -14,7 +14,9 @@ from .types import (
     ActivateRequest,
     Audience,
     Challenge,
+    CONFIG_DIR,
     ChallengeRequest,
+    ConfigPath,
     Field,
     ForgetRequest,
     ModuleInfo,
@@ -33,6 +35,7 @@ from .types import (
 )
 
 __all__ = [
+    "CONFIG_DIR",
     "CONTRACT_VERSION",
     "PROJECT",
     "Accepted",
@@ -41,6 +44,7 @@ __all__ = [
     "Audience",
     "Challenge",
     "ChallengeRequest",
+    "ConfigPath",
     "Field",
     "ForgetRequest",
     "ModuleError",

@@ -11,17 +11,20 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
 
 __all__ = [
+    "CONFIG_DIR",
     "Accepted",
     "Activation",
     "ActivateRequest",
     "Audience",
     "Challenge",
     "ChallengeRequest",
+    "ConfigPath",
     "Field",
     "ForgetRequest",
     "ModuleInfo",
@@ -88,15 +91,44 @@ class User:
         return self.email or self.id
 
 
+CONFIG_DIR = "config_dir"
+"""The validation context key under which the host gives the config file's folder."""
+
+
+def _next_to_config(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None or not value.strip():
+        return None
+    path = Path(value.strip()).expanduser()
+    folder = (info.context or {}).get(CONFIG_DIR)
+    if not path.is_absolute() and folder is not None:
+        path = Path(folder) / path
+    return str(path)
+
+
+ConfigPath = Annotated[str, AfterValidator(_next_to_config)]
+"""A file path in a module's settings (a CA bundle, say). A relative path is taken from
+the folder of ``secmod.toml``, not the working folder the host was started in; blank
+means unset (declare the field ``ConfigPath | None``). The module's own validators see
+the resolved path.
+
+.. versionadded:: 1.1
+"""
+
+
 class ModuleSettings(BaseModel):
     """Base of every module's settings model, validated from ``[modules.NAME]``.
 
     ``clients`` and ``admins`` mirror WHMCS's "Enable for use by Clients" and "Enable
     for use by Administrative Users". Declare secrets as ``pydantic.SecretStr``: the
     host seals them at rest, masks them in forms and never shows them back.
+
+    ``Field(title=..., description=...)`` gives each setting its label and help text on
+    the admin form. Bound every number (``ge``/``le``): a setting is operator input.
+    Declare file paths as :data:`ConfigPath`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Pydantic puts rejected values in str(ValidationError); a setting may be a secret.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     clients: bool = False
     admins: bool = False

@@ -21,7 +21,7 @@ from secmod.settings import ConfigError, config_path, load_settings, set_module_
 
 from .errors import SecmodError
 from .outcomes import Enrolled, LoginStep, Outcome, VerifyResult
-from .sealing import SEALED_PREFIX, KeyRing, SealError
+from .sealing import KeyRing, SealError, reseal_settings
 
 app = typer.Typer(
     name="secmod",
@@ -328,11 +328,7 @@ def keys_rotate() -> None:
     if path.exists():
         document = tomlkit.parse(path.read_text())
         for name, table in document.get("modules", {}).items():
-            for key, value in table.items():
-                if isinstance(value, str) and value.startswith(SEALED_PREFIX):
-                    plain = host.keyring.unseal_setting(name, key, value)
-                    table[key] = host.keyring.seal_setting(name, key, plain)
-                    settings_resealed += 1
+            settings_resealed += reseal_settings(host.keyring, name, table)
         if settings_resealed:
             path.write_text(tomlkit.dumps(document))
     typer.echo(f"new primary key {new_key}; re-sealed {rows} stored values and {settings_resealed} settings")

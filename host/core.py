@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection, Engine
 
 from secmod.hookspecs import (
+    CONFIG_DIR,
     Accepted,
     Activation,
     ActivateRequest,
@@ -50,7 +51,7 @@ from . import backup
 from .errors import ModuleUnavailable, NotEnrolled, SetupExpired, UnknownModule
 from .outcomes import ChallengeStarted, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
 from .registry import LoadedModule, ModuleRegistry, new_plugin_manager
-from .sealing import SEALED_PREFIX, KeyRing, SealError
+from .sealing import KeyRing, SealError, open_sealed_settings
 from .storage import AuditEvent, BackupCode, Enrolment, PendingStep, Throttle, open_engine
 
 __all__ = ["Host", "UserLocked"]
@@ -210,16 +211,13 @@ class Host:
         return self.registry.modules
 
     def _validate_module_settings(self, module: LoadedModule) -> ModuleSettings:
-        raw = dict(self.settings.modules.get(module.name, {}))
         where = str(self.settings.config_file or "settings")
-        for key, value in raw.items():
-            if isinstance(value, str) and value.startswith(SEALED_PREFIX):
-                try:
-                    raw[key] = self.keyring.unseal_setting(module.name, key, value)
-                except SealError as error:
-                    raise ConfigError(f"{where}: [modules.{module.name}] {key}: {error}") from None
         try:
-            return module.info.settings_model.model_validate(raw)
+            raw = open_sealed_settings(self.keyring, module.name, self.settings.modules.get(module.name, {}))
+        except SealError as error:
+            raise ConfigError(f"{where}: [modules.{module.name}] {error}") from None
+        try:
+            return module.info.settings_model.model_validate(raw, context={CONFIG_DIR: self.settings.base_dir})
         except ValidationError as error:
             raise ConfigError(
                 describe_validation_error(error, where=where, prefix=f"[modules.{module.name}] ")

@@ -46,6 +46,7 @@ from secmod.hookspecs import (
     ChallengeRequest,
     ModuleError,
     ModuleInfo,
+    ConfigPath,
     ModuleSettings,
     Prompt,
     Rejected,
@@ -106,9 +107,10 @@ class DuoSettings(ModuleSettings):
     http_timeout: float = SettingField(
         10.0, gt=0, le=60, title="HTTP timeout (seconds)",
         description="How long to wait for Duo before treating it as unavailable.")
-    ca_file: str | None = SettingField(
+    ca_file: ConfigPath | None = SettingField(
         None, title="CA bundle",
-        description="A CA file or folder to trust instead of Duo's pinned CAs (TLS inspection, tests).")
+        description="A CA file or folder to trust instead of Duo's pinned CAs (TLS inspection, tests); "
+        "a relative path is next to secmod.toml.")
 
     @field_validator("client_id", "api_hostname", "redirect_url", mode="before")
     @classmethod
@@ -174,9 +176,9 @@ class DuoSettings(ModuleSettings):
     @field_validator("ca_file")
     @classmethod
     def _ca_file(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
+        if value is None:
             return None
-        path = Path(value.strip()).expanduser()
+        path = Path(value)
         if not path.exists():
             raise ValueError(f"CA bundle {str(path)!r} does not exist")
         return str(path)

@@ -42,6 +42,7 @@ from secmod.hookspecs import (
     Field,
     ModuleError,
     ModuleInfo,
+    ConfigPath,
     ModuleSettings,
     Prompt,
     Rejected,
@@ -117,7 +118,7 @@ class YubikeySettings(ModuleSettings):
         2, ge=1, le=5, title="Tries per server", description="How often to ask a server that answers with an error.")
     retry_delay: float = SettingField(
         0.5, ge=0, le=5, title="Pause between tries (seconds)", description="How long to wait before asking again.")
-    ca_file: str | None = SettingField(
+    ca_file: ConfigPath | None = SettingField(
         None, title="CA bundle",
         description="A CA file to trust instead of the system's (TLS inspection, a local server); "
         "a relative path is next to secmod.toml.")

@@ -29,8 +29,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help text: rich markup would swallow "[web]" and the other section names.
+    rich_markup_mode=None,
 )
-keys_app = typer.Typer(help="Manage the sealing keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage the sealing keys.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(keys_app, name="keys")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -198,9 +200,10 @@ def recover(
     """Log USER in without their device (backup code), or re-sync a drifted token."""
     host = _host()
     person = _user(user, admin, email)
-    answer = {"code": code or typer.prompt("Backup code" if method == "backup_code" else "Code")}
+    # Typed codes are not echoed: a backup code on screen is a password on screen.
+    answer = {"code": code or typer.prompt("Backup code" if method == "backup_code" else "Code", hide_input=True)}
     if method != "backup_code":
-        answer["next_code"] = next_code or typer.prompt("Next code")
+        answer["next_code"] = next_code or typer.prompt("Next code", hide_input=True)
     result = host.recover(person, answer, method=method)
     _print_result(result)
     _exit_for(result)
@@ -215,7 +218,11 @@ def status(user: str, admin: AdminOption = False, email: EmailOption = None) -> 
     info = host.status(person)
     login = host.login_state(person)
     if info is None:
-        typer.echo(f"{user}: no second factor ({login.step.value})")
+        due = {
+            LoginStep.MUST_SET_UP: "must set one up at the next login (forced)",
+            LoginStep.NOT_REQUIRED: "not asked for one at login",
+        }.get(login.step, "")
+        typer.echo(f"{user}: no second factor; {due}" if due else f"{user}: no second factor")
         return
     typer.echo(f"{user}: {info.module}, enrolled {info.enrolled_at:%Y-%m-%d %H:%M:%S UTC}")
     typer.echo(f"backup codes left: {info.backup_codes_left}")
@@ -228,9 +235,12 @@ def disable(
     user: str,
     admin: AdminOption = False,
     email: EmailOption = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (it asks for confirmation by default).")] = False,
 ) -> None:
-    """Remove USER's second factor (as an administrator would; audited)."""
+    """Remove USER's second factor (as an administrator would; audited).
+
+    It asks for confirmation first; --yes skips the question (for scripts).
+    """
     host = _host()
     person = _user(user, admin, email)
     if not yes:
@@ -250,6 +260,7 @@ def audit(
     """Show the audit log, newest first."""
     host = _host()
     person = _user(user, admin, None) if user else None
+    typer.echo(f"{'time (UTC)':<19} {'audience':<6} {'user':<20} {'module':<8} {'event':<9} {'outcome':<4} reason actor")
     for event in host.audit_events(user=person, limit=limit):
         typer.echo(
             f"{event.at:%Y-%m-%d %H:%M:%S} {event.audience:<6} {event.user_id:<20} {event.module:<8} "
@@ -341,7 +352,10 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (default [web] port).")] = None,
 ) -> None:
     """Run the reference web host: client area, admin area and JSON API."""
-    from secmod.host.web import serve as run_web_host
+    try:
+        from secmod.host.web import serve as run_web_host
+    except ImportError as missing:
+        raise Failure("secmod serve needs the web extra: pip install 'secmod[web]'", code=2) from missing
 
     run_web_host(_state["config"], host=host, port=port)
 

@@ -101,3 +101,39 @@ def test_errors_are_one_line_without_traceback(config):
     assert "digits: Input should be 6 or 8" in result.output and "Traceback" not in result.output
     missing = runner.invoke(app, ["--config", str(config.parent / "nope.toml"), "modules"])
     assert missing.exit_code == 2 and "config file not found" in missing.output
+
+
+def test_the_tour_speaks_plainly(config):
+    """status without internal names, audit with a header, recover without echo, disable documented."""
+    plain = secmod("status", "carol@example.com")
+    assert plain.exit_code == 0 and "carol@example.com: no second factor" in plain.output
+    assert "not_required" not in plain.output and "(" not in plain.output
+    totp, backup = enroll("dave@example.com", config)
+    typed = secmod("recover", "dave@example.com", input=backup + "\n")
+    assert typed.exit_code == 0 and "Your New Backup Code is:" in typed.output
+    assert backup not in typed.output
+    audit = secmod("audit").output.splitlines()
+    assert audit[0].split() == ["time", "(UTC)", "audience", "user", "module", "event", "outcome", "reason", "actor"]
+    help_text = secmod("disable", "--help").output
+    assert "--yes" in help_text and "asks for confirmation" in help_text
+
+
+
+def test_serve_without_the_web_extra_says_what_to_install(config):
+    # A fresh interpreter where the web extra's packages cannot be imported.
+    script = (
+        "import sys\n"
+        "for name in ('fastapi', 'uvicorn', 'starlette', 'jinja2'): sys.modules[name] = None\n"
+        "from secmod.host.cli import main\n"
+        "sys.argv = ['secmod', 'serve']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "error: secmod serve needs the web extra: pip install 'secmod[web]'"
+
+
+def test_help_texts_show_their_defaults():
+    serve_help = secmod("serve", "--help").output
+    assert "default [web] host" in serve_help and "default [web] port" in serve_help
+    assert "default: 50" in secmod("audit", "--help").output.replace("[", "").replace("]", "")

@@ -162,7 +162,7 @@ def _login(request: Request, area: Area) -> Response:
     return _start_login(request, area, account, remember="remember" in form)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def index(request: Request) -> Response:
     return RedirectResponse(CLIENT.home if _account(request, CLIENT, "in") else CLIENT.login, status_code=303)
 

@@ -42,6 +42,13 @@ FORCED_ADMIN = (
     "before you can continue."
 )
 LOCKED = "Login Attempts Exceeded. Please try again after {until}."
+# Not in WHMCS, whose backup-code page is a dead end during a lockout: backup codes have
+# their own budget, so the person is told they still work, or until when they do not.
+BACKUP_WORKS_WHILE_LOCKED = "Your backup code still works while codes are locked."
+BACKUP_CODES_LOCKED = (
+    "Too many wrong backup codes. Backup codes are locked until {until}; "
+    "please try again after that."
+)
 TOTP_CONNECT_APP = "Connect your app"
 TOTP_SETUP_INSTRUCTIONS = (
     "Enter the 6-digit code that the application generates to verify and complete setup."

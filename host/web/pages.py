@@ -12,6 +12,7 @@ page until a second factor is enrolled (WHMCS's forced enrolment).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -250,12 +251,13 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
     account, slot = _pending(request, area)
     host = web_of(request).host
     unavailable = ""
+    locked = result is not None and result.outcome is Outcome.LOCKED
     started: ChallengeStarted | None = None
-    if result is None or result.outcome is not Outcome.LOCKED:
+    if not locked:
         try:
             started = host.begin_challenge(account.as_user())
-        except UserLocked as locked:
-            unavailable = str(locked)
+        except UserLocked as lockout:
+            unavailable, locked = str(lockout), True
         except ModuleUnavailable as error:
             unavailable = str(error)
         except NotEnrolled:
@@ -269,7 +271,7 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
     return _page(
         request, area, "second_factor.html", status_code=status_code,
         required=messages.SECOND_FACTOR_REQUIRED_ADMIN if area.is_admin else messages.SECOND_FACTOR_REQUIRED_CLIENT,
-        prompt=started.prompt if started else None, result=result, unavailable=unavailable,
+        prompt=started.prompt if started else None, result=result, unavailable=unavailable, locked=locked,
     )
 
 
@@ -326,7 +328,12 @@ def duo_callback(request: Request) -> Response:
 
 
 def _backup_form(request: Request, area: Area, *, result: VerifyResult | None = None, status_code: int = 200) -> Response:
+    """The backup-code form. Backup codes have their own budget: a lockout from wrong codes
+    leaves this form working; when backup codes are locked too, it says until when."""
     _pending(request, area)
+    if result is not None and result.outcome is Outcome.LOCKED and result.locked_until is not None:
+        until = result.locked_until.strftime("%Y-%m-%d %H:%M:%S UTC")
+        result = dataclasses.replace(result, message=messages.BACKUP_CODES_LOCKED.format(until=until))
     return _page(request, area, "backup_login.html", result=result, status_code=status_code)
 
 

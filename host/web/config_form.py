@@ -51,11 +51,14 @@ class SettingInput:
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    optional = False
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if len(args) == 1:
-            return args[0], True
-    return annotation, False
+            annotation, optional = args[0], True
+    if typing.get_origin(annotation) is typing.Annotated:  # ConfigPath: a str with a validator
+        annotation = typing.get_args(annotation)[0]
+    return annotation, optional
 
 
 def _label(name: str) -> str:

@@ -229,6 +229,8 @@ def test_module_forms_take_labels_and_help_from_the_settings_model(admin: Any, w
         assert info.title in page and info.description.split("{")[0][:40] in page
     for machine_label in ("Api urls", "Ca file", "Skew search minutes", "No configuration required"):
         assert machine_label not in page
+    if "ca_file" in model.model_fields:  # a ConfigPath is still a text input
+        assert '<input id="setting-ca_file" name="ca_file" type="text"' in admin.get(f"/admin/2fa/{name}").text
 
 
 def test_duo_help_shows_this_hosts_callback_url(admin: Any, web: Any) -> None:

@@ -140,7 +140,7 @@ class YubikeySettings(ModuleSettings):
             return None
         text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else None
         if text is None or not _CLIENT_ID.match(text) or int(text) == 0:
-            raise ValueError("client_id must be the numeric Client ID from Yubico (1 to 10 digits, not 0)")
+            raise ValueError("must be the numeric Client ID from Yubico (1 to 10 digits, not 0)")
         return text
 
     @field_validator("secret_key")
@@ -154,7 +154,7 @@ class YubikeySettings(ModuleSettings):
         except (Base64Error, ValueError):
             raw = b""
         if not raw:
-            raise ValueError("secret_key must be the base64 Secret Key Yubico issued with the Client ID")
+            raise ValueError("must be the base64 Secret Key Yubico issued with the Client ID")
         return SecretStr(text)
 
     @field_validator("api_urls", mode="before")
@@ -168,19 +168,19 @@ class YubikeySettings(ModuleSettings):
         for url in value:
             parts = urlsplit(url)
             if parts.scheme not in {"http", "https"} or not parts.hostname:
-                raise ValueError(f"api_urls: {url!r} must be an http(s):// URL")
+                raise ValueError(f"{url!r} must be an http(s):// URL")
             if parts.query or parts.fragment:
-                raise ValueError(f"api_urls: {url!r} must not carry a query; the client adds it")
+                raise ValueError(f"{url!r} must not carry a query; the client adds it")
             if parts.scheme == "http" and not _is_loopback(parts.hostname):
                 # The OTP would cross the network in clear; only a local server may use http.
-                raise ValueError(f"api_urls: {url!r} must use https (plain http only on 127.0.0.1/localhost)")
+                raise ValueError(f"{url!r} must use https (plain http only on 127.0.0.1/localhost)")
         return value
 
     @field_validator("ca_file")
     @classmethod
     def _ca_file(cls, value: str | None) -> str | None:
         if value is not None and not Path(value).is_file():
-            raise ValueError(f"ca_file: {value!r} is not a file")
+            raise ValueError(f"{value!r} is not a file")
         return value
 
     @field_validator("keys", mode="before")

@@ -56,7 +56,7 @@ class LoadingSettings(_Section):
     """Which installed modules may be imported at all (decided before importing)."""
 
     allow: list[str] | None = Field(
-        None, title="Modules allowed",
+        default=None, title="Modules allowed",
         description="Only these entry point names are loaded; unset means every installed module.")
     block: list[str] = Field(
         default_factory=list, title="Modules blocked", description="These entry point names are never imported.")
@@ -64,50 +64,50 @@ class LoadingSettings(_Section):
 
 class SealingSettings(_Section):
     key_file: str = Field(
-        "secmod.keys", min_length=1, max_length=4096, title="Key file",
+        default="secmod.keys", min_length=1, max_length=4096, title="Key file",
         description="The key ring that seals secrets (created 0600 on first use; refused when other "
         "users may read it). A relative path is next to the config file.")
 
 
 class ThrottleSettings(_Section):
     max_code_failures: int = Field(
-        5, ge=1, le=1000, title="Wrong codes before a lockout",
+        default=5, ge=1, le=1000, title="Wrong codes before a lockout",
         description="How many wrong second-factor codes lock the person out (WHMCS: 5).")
     max_backup_failures: int = Field(
-        3, ge=1, le=1000, title="Wrong backup codes before a lockout",
+        default=3, ge=1, le=1000, title="Wrong backup codes before a lockout",
         description="How many wrong backup codes lock backup codes (WHMCS: 3).")
     lockout_minutes: float = Field(
-        15, gt=0, le=MAX_LOCKOUT_MINUTES, allow_inf_nan=False, title="Lockout (minutes)",
+        default=15, gt=0, le=MAX_LOCKOUT_MINUTES, allow_inf_nan=False, title="Lockout (minutes)",
         description="How long a lockout lasts, at most a week (WHMCS: 15).")
 
 
 class BackupCodeSettings(_Section):
     count: int = Field(
-        1, ge=1, le=20, title="Backup codes per person",
+        default=1, ge=1, le=20, title="Backup codes per person",
         description="How many one-use codes a person holds at once (WHMCS: 1).")
 
 
 class WebSettings(_Section):
     """``[web]``: the reference web host (``secmod serve``)."""
 
-    host: str = Field("127.0.0.1", min_length=1, max_length=255, title="Listen address",
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=255, title="Listen address",
                       description="The address secmod serve listens on.")
-    port: int = Field(8000, ge=1, le=65535, title="Port", description="The port secmod serve listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, title="Port", description="The port secmod serve listens on.")
     base_url: str = Field(
-        "http://127.0.0.1:8000", min_length=1, max_length=2048, title="Public address",
+        default="http://127.0.0.1:8000", min_length=1, max_length=2048, title="Public address",
         description="The address people use; Duo's redirect URL is built from it: {base_url}/login/duo/callback.")
     session_secret: str | None = Field(
-        None, title="Session signing key",
+        default=None, title="Session signing key",
         description="Signs the session cookie; when unset, one is generated and kept in the accounts database.")
     api_token: str | None = Field(
-        None, title="API token",
+        default=None, title="API token",
         description="The bearer token of the JSON API (/api/v1); unset, the API answers 503 api_disabled.")
     accounts_database_url: str | None = Field(
-        None, title="Accounts database",
+        default=None, title="Accounts database",
         description="Where the web host keeps its own accounts and sessions (webhost_* tables); "
         "default: database_url.")
     secure_cookies: bool = Field(
-        False, title="Secure cookies",
+        default=False, title="Secure cookies",
         description="Mark the session cookie Secure (set it when the site is served over https).")
 
 
@@ -122,26 +122,26 @@ class SecmodSettings(BaseSettings):
     )
 
     database_url: str = Field(
-        "sqlite:///secmod.db", min_length=1, title="Database",
+        default="sqlite:///secmod.db", min_length=1, title="Database",
         description="Any SQLAlchemy URL; a relative SQLite path is next to the config file.")
     issuer: str = Field(
-        "secmod", min_length=1, max_length=64, title="Issuer",
+        default="secmod", min_length=1, max_length=64, title="Issuer",
         description="The name authenticator apps show beside the account (WHMCS: the System URL host).")
     force_clients: bool = Field(
-        False, title="Force Client Users to enable Two Factor Authentication on Next Login",
+        default=False, title="Force Client Users to enable Two Factor Authentication on Next Login",
         description="Clients without a second factor are sent to set one up when they next log in.")
     force_admins: bool = Field(
-        False, title="Force Administrative Users to enable Two Factor Authentication on Next Login",
+        default=False, title="Force Administrative Users to enable Two Factor Authentication on Next Login",
         description="Administrators without a second factor are sent to set one up when they next log in.")
     fail_closed: bool = Field(
-        True, title="Fail closed",
+        default=True, title="Fail closed",
         description="When an enrolled person's module is missing or broken, refuse the login (only the "
         "backup code gets in). False lets them in without 2FA, audited as fail_open.")
     challenge_ttl_seconds: int = Field(
-        300, ge=30, le=3600, title="Challenge lifetime (seconds)",
+        default=300, ge=30, le=3600, title="Challenge lifetime (seconds)",
         description="How long a started login challenge may be answered.")
     setup_ttl_seconds: int = Field(
-        900, ge=60, le=86400, title="Setup lifetime (seconds)",
+        default=900, ge=60, le=86400, title="Setup lifetime (seconds)",
         description="How long an enrolment in progress may be finished.")
     loading: LoadingSettings = LoadingSettings()
     sealing: SealingSettings = SealingSettings()

@@ -52,25 +52,25 @@ class TotpSettings(ModuleSettings):
     clients: bool = True
     admins: bool = True
     digits: Literal[6, 8] = SettingField(
-        6, title="Code length (digits)", description="6 for every common app; 8 only if all your users' apps show 8.")
+        default=6, title="Code length (digits)", description="6 for every common app; 8 only if all your users' apps show 8.")
     period: int = SettingField(
-        30, ge=15, le=120, title="Time step (seconds)", description="How often a new code appears; apps use 30.")
+        default=30, ge=15, le=120, title="Time step (seconds)", description="How often a new code appears; apps use 30.")
     algorithm: Literal["SHA1", "SHA256", "SHA512"] = SettingField(
-        "SHA1", title="Algorithm", description="SHA1 is what Google Authenticator and most apps support.")
+        default="SHA1", title="Algorithm", description="SHA1 is what Google Authenticator and most apps support.")
     window: int = SettingField(
-        1, ge=0, le=10, title="Tolerance (time steps)",
+        default=1, ge=0, le=10, title="Tolerance (time steps)",
         description="How many steps before or after now a code is still accepted (1 = 30 s either way).")
     issuer: str = SettingField(
-        "secmod", min_length=1, max_length=64, title="Issuer",
+        default="secmod", min_length=1, max_length=64, title="Issuer",
         description="The name the authenticator app shows beside the account, e.g. your company.")
     skew_search_minutes: int = SettingField(
-        10, ge=0, le=24 * 60, title="Clock check range (minutes)",
+        default=10, ge=0, le=24 * 60, title="Clock check range (minutes)",
         description="A wrong code that matches a time this far off is explained as a device clock that is wrong.")
     max_drift_minutes: int = SettingField(
-        10, ge=0, le=24 * 60, title="Largest learned clock drift (minutes)",
+        default=10, ge=0, le=24 * 60, title="Largest learned clock drift (minutes)",
         description="How far a device's clock may run off and still log in, once its drift is learned.")
     resync_search_minutes: int = SettingField(
-        24 * 60, ge=1, le=7 * 24 * 60, title="Re-sync range (minutes)",
+        default=24 * 60, ge=1, le=7 * 24 * 60, title="Re-sync range (minutes)",
         description="How far off a device's clock may be for a re-sync with two consecutive codes.")
 
 

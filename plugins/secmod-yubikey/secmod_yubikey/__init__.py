@@ -105,29 +105,29 @@ class YubikeySettings(ModuleSettings):
     """
 
     client_id: str | None = SettingField(
-        None, title="Client ID", description="YubiCloud's numeric Client ID, from https://upgrade.yubico.com/getapikey/.")
+        default=None, title="Client ID", description="YubiCloud's numeric Client ID, from https://upgrade.yubico.com/getapikey/.")
     secret_key: SecretStr | None = SettingField(
-        None, title="Secret Key", description="The base64 Secret Key issued with that Client ID.")
+        default=None, title="Secret Key", description="The base64 Secret Key issued with that Client ID.")
     api_urls: list[str] = SettingField(
         default_factory=lambda: [DEFAULT_API_URL], min_length=1, max_length=10, title="Validation server URLs",
         description="The validation protocol 2.0 servers to ask (YubiCloud's by default).")
     timeout: int = SettingField(
-        10, ge=1, le=60, title="Timeout (seconds)",
+        default=10, ge=1, le=60, title="Timeout (seconds)",
         description="How long to wait for a validation server; also sent to it.")
     max_retries: int = SettingField(
-        2, ge=1, le=5, title="Tries per server", description="How often to ask a server that answers with an error.")
+        default=2, ge=1, le=5, title="Tries per server", description="How often to ask a server that answers with an error.")
     retry_delay: float = SettingField(
-        0.5, ge=0, le=5, title="Pause between tries (seconds)", description="How long to wait before asking again.")
+        default=0.5, ge=0, le=5, title="Pause between tries (seconds)", description="How long to wait before asking again.")
     ca_file: ConfigPath | None = SettingField(
-        None, title="CA bundle",
+        default=None, title="CA bundle",
         description="A CA file to trust instead of the system's (TLS inspection, a local server); "
         "a relative path is next to secmod.toml.")
     mode: Literal["cloud", "local"] = SettingField(
-        "cloud", title="Validation mode",
+        default="cloud", title="Validation mode",
         description="cloud: ask YubiCloud or your own server. local: secmod checks keys imported with "
         "secmod-yubikey import-keys.")
     max_keys_per_user: int = SettingField(
-        1, ge=1, le=10, title="YubiKeys per person", description="How many keys one person may register.")
+        default=1, ge=1, le=10, title="YubiKeys per person", description="How many keys one person may register.")
     keys: dict[str, LocalKey] = SettingField(
         default_factory=dict, repr=False, title="Local keys",
         description="Local mode: each key's public id, AES key and private id, sealed; "

@@ -139,7 +139,7 @@ def _from_row(row: list[str]) -> tuple[str, LocalKey]:
         public_id, private_id, aes_key = fields[1], fields[2], fields[3]
     public_id = check_public_id(public_id)
     try:
-        key = LocalKey(aes_key=aes_key, private_id=private_id)
+        key = LocalKey.model_validate({"aes_key": aes_key, "private_id": private_id})
     except ValueError as error:
         # pydantic's text quotes the input; say which field only, never the value.
         problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in getattr(error, "errors", lambda: [])())

@@ -209,3 +209,32 @@ def test_a_broken_configuration_is_one_clear_line_and_exit_2(
     assert broken.where in line, line
     for name in broken.names:
         assert name in line, line
+
+
+def _numeric_fields(model: type) -> Iterator[tuple[str, object]]:
+    from pydantic import BaseModel
+
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield from ((f"{name}.{sub}", meta) for sub, meta in _numeric_fields(annotation))
+        elif annotation in (int, float):
+            yield name, info
+
+
+def test_every_number_in_the_settings_has_bounds() -> None:
+    """An unbounded number is how lockout_minutes = inf once rolled a lockout back."""
+    import annotated_types
+    import secmod_duo
+    import secmod_totp
+    import secmod_yubikey
+
+    from secmod.settings import SecmodSettings
+
+    unbounded = []
+    for model in (SecmodSettings, secmod_totp.TotpSettings, secmod_duo.DuoSettings, secmod_yubikey.YubikeySettings):
+        for name, info in _numeric_fields(model):
+            kinds = {type(item) for item in info.metadata}  # type: ignore[attr-defined]
+            if not (kinds & {annotated_types.Ge, annotated_types.Gt} and kinds & {annotated_types.Le, annotated_types.Lt}):
+                unbounded.append(f"{model.__name__}.{name}")
+    assert unbounded == []

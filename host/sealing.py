@@ -23,7 +23,7 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["KeyRing", "SealError", "SEALED_PREFIX", "open_sealed_settings", "reseal_settings"]
+__all__ = ["SEALED_PREFIX", "KeyRing", "SealError", "open_sealed_settings", "reseal_settings"]
 
 SEALED_PREFIX = "sealed:"
 """How a sealed setting value starts in ``secmod.toml``."""

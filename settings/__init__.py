@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,13 +72,20 @@ class SealingSettings(_Section):
 class ThrottleSettings(_Section):
     max_code_failures: int = Field(
         default=5, ge=1, le=1000, title="Wrong codes before a lockout",
-        description="How many wrong second-factor codes lock the person out (WHMCS: 5).")
+        description="Wrong codes judged before the person is locked out (WHMCS: 5).")
     max_backup_failures: int = Field(
         default=3, ge=1, le=1000, title="Wrong backup codes before a lockout",
-        description="How many wrong backup codes lock backup codes (WHMCS: 3).")
+        description="Wrong backup codes judged before backup codes are locked (WHMCS: 3).")
     lockout_minutes: float = Field(
         default=15, gt=0, le=MAX_LOCKOUT_MINUTES, allow_inf_nan=False, title="Lockout (minutes)",
         description="How long a lockout lasts, at most a week (WHMCS: 15).")
+    max_address_failures: int = Field(
+        default=20, ge=1, le=100_000, title="Wrong answers per client address",
+        description="Wrong answers from one client address, across all accounts, before that address "
+        "is locked out (credential stuffing). Needs the host application to pass the address.")
+    address_window_minutes: float = Field(
+        default=15, gt=0, le=MAX_LOCKOUT_MINUTES, allow_inf_nan=False, title="Address window (minutes)",
+        description="How long wrong answers from one address are counted, and its lockout lasts.")
 
 
 class BackupCodeSettings(_Section):
@@ -133,10 +140,6 @@ class SecmodSettings(BaseSettings):
     force_admins: bool = Field(
         default=False, title="Force Administrative Users to enable Two Factor Authentication on Next Login",
         description="Administrators without a second factor are sent to set one up when they next log in.")
-    fail_closed: bool = Field(
-        default=True, title="Fail closed",
-        description="When an enrolled person's module is missing or broken, refuse the login (only the "
-        "backup code gets in). False lets them in without 2FA, audited as fail_open.")
     challenge_ttl_seconds: int = Field(
         default=300, ge=30, le=3600, title="Challenge lifetime (seconds)",
         description="How long a started login challenge may be answered.")
@@ -154,6 +157,17 @@ class SecmodSettings(BaseSettings):
 
     # Not read from the file: where the file was, to resolve relative paths.
     config_file: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "fail_closed" in data:
+            raise ValueError(
+                "fail_closed was removed: a crashing module now always refuses (the backup code "
+                'still works); to let people in while a provider is down, set fail_mode = "open" '
+                "in that module's [modules.NAME] table"
+            )
+        return data
 
     @field_validator("database_url")
     @classmethod

@@ -9,10 +9,9 @@ import time
 
 import pyotp
 import pytest
-from typer.testing import CliRunner
-
 from secmod.hookspecs import messages
 from secmod.host.cli import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -118,7 +117,6 @@ def test_the_tour_speaks_plainly(config):
     assert "--yes" in help_text and "asks for confirmation" in help_text
 
 
-
 def test_serve_without_the_web_extra_says_what_to_install(config):
     # A fresh interpreter where the web extra's packages cannot be imported.
     script = (
@@ -137,3 +135,13 @@ def test_help_texts_show_their_defaults():
     serve_help = secmod("serve", "--help").output
     assert "default [web] host" in serve_help and "default [web] port" in serve_help
     assert "default: 50" in secmod("audit", "--help").output.replace("[", "").replace("]", "")
+
+
+def test_a_lost_key_file_stops_every_command_with_one_line(config):
+    enroll("carol@example.com", config)
+    (config.parent / "cli.keys").unlink()
+    for command in (["status", "carol@example.com"], ["verify", "carol@example.com", "--code", "000000"], ["check"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert "sealed with keys" in result.output and "restore that key file" in result.output
+        assert "Traceback" not in result.output

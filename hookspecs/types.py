@@ -15,16 +15,17 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic import Field as PydanticField
 
+# CONFIG_DIR and ConfigPath are exported by secmod.hookspecs too; they are not types
+# that cross a hook, so the hook reference (generated from this list) leaves them out.
 __all__ = [
-    "CONFIG_DIR",
     "Accepted",
     "Activation",
     "ActivateRequest",
     "Audience",
     "Challenge",
     "ChallengeRequest",
-    "ConfigPath",
     "Field",
     "ForgetRequest",
     "ModuleInfo",
@@ -133,7 +134,10 @@ class ModuleSettings(BaseModel):
 
     clients: bool = False
     admins: bool = False
-    fail_mode: Literal["closed", "open"] = "closed"
+    fail_mode: Literal["closed", "open"] = PydanticField(
+        default="closed", title="When the provider is down",
+        description="closed: only a backup code gets in while the provider is unreachable. "
+        "open: let the person in without the second factor, audited as fail_open.")
     """What a declared provider outage (:class:`ProviderUnavailable`) does: ``closed``
     refuses (the backup code still works), ``open`` lets the person in, audited as
     ``fail_open``. A crash always refuses, whatever this says. Added in contract 1.1."""

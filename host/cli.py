@@ -228,7 +228,9 @@ def status(user: str, admin: AdminOption = False, email: EmailOption = None) -> 
         return
     typer.echo(f"{user}: {info.module}, enrolled {info.enrolled_at:%Y-%m-%d %H:%M:%S UTC}")
     typer.echo(f"backup codes left: {info.backup_codes_left}")
-    typer.echo(f"locked until: {info.locked_until:%Y-%m-%d %H:%M:%S UTC}" if info.locked_until else "not locked")
+    typer.echo(f"codes locked until: {info.locked_until:%Y-%m-%d %H:%M:%S UTC}" if info.locked_until else "not locked")
+    if info.backup_locked_until:
+        typer.echo(f"backup codes locked until: {info.backup_locked_until:%Y-%m-%d %H:%M:%S UTC}")
 
 
 @app.command()

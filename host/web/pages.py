@@ -274,6 +274,7 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
         request, area, "second_factor.html", status_code=status_code,
         required=messages.SECOND_FACTOR_REQUIRED_ADMIN if area.is_admin else messages.SECOND_FACTOR_REQUIRED_CLIENT,
         prompt=started.prompt if started else None, result=result, unavailable=unavailable, locked=locked,
+        backup_locked=_backup_locked_message(request, account),
     )
 
 
@@ -330,14 +331,25 @@ def duo_callback(request: Request) -> Response:
 # -- backup code ---------------------------------------------------------------------
 
 
+def _backup_locked_message(request: Request, account: Account) -> str:
+    """Why the backup code cannot be used now, and until when; ``""`` when it can."""
+    status = web_of(request).host.status(account.as_user())
+    if status is None or status.backup_locked_until is None:
+        return ""
+    return messages.BACKUP_CODES_LOCKED.format(until=status.backup_locked_until.strftime("%Y-%m-%d %H:%M:%S UTC"))
+
+
 def _backup_form(request: Request, area: Area, *, result: VerifyResult | None = None, status_code: int = 200) -> Response:
     """The backup-code form. Backup codes have their own budget: a lockout from wrong codes
-    leaves this form working; when backup codes are locked too, it says until when."""
-    _pending(request, area)
-    if result is not None and result.outcome is Outcome.LOCKED and result.locked_until is not None:
-        until = result.locked_until.strftime("%Y-%m-%d %H:%M:%S UTC")
-        result = dataclasses.replace(result, message=messages.BACKUP_CODES_LOCKED.format(until=until))
-    return _page(request, area, "backup_login.html", result=result, status_code=status_code)
+    leaves this form working; when backup codes are locked, it says so and until when."""
+    account, _ = _pending(request, area)
+    locked = ""
+    if result is not None and result.outcome is Outcome.LOCKED and result.reason == "locked" and result.locked_until:
+        locked = messages.BACKUP_CODES_LOCKED.format(until=result.locked_until.strftime("%Y-%m-%d %H:%M:%S UTC"))
+        result = None
+    elif result is None:
+        locked = _backup_locked_message(request, account)
+    return _page(request, area, "backup_login.html", result=result, locked=locked, status_code=status_code)
 
 
 def _backup_login(request: Request, area: Area) -> Response:

@@ -232,3 +232,9 @@ def test_the_backup_code_works_during_a_code_lockout_and_its_own_lock_says_until
     until = "2027-01-15 08:15:00 UTC"
     assert messages.BACKUP_CODES_LOCKED.format(until=until) in text(refused)
     assert 'name="code"' not in refused.text
+    # Coming back to the page, or to the second factor, says the same before anything is typed.
+    again = client.get("/login/backup")
+    assert messages.BACKUP_CODES_LOCKED.format(until=until) in text(again) and 'name="code"' not in again.text
+    second = client.get("/login/2fa")
+    assert messages.BACKUP_CODES_LOCKED.format(until=until) in text(second)
+    assert 'href="/login/backup"' not in second.text and 'name="code"' in second.text

@@ -18,7 +18,7 @@ import typer
 from secmod.hookspecs import Audience, User
 from secmod.settings import ConfigError, config_path, load_settings, set_module_setting
 
-from .errors import SecmodError
+from .errors import SecmodError, StoreUnavailable
 from .outcomes import Enrolled, LoginStep, Outcome, VerifyResult
 from .sealing import KeyRing, SealError, reseal_settings
 
@@ -61,6 +61,9 @@ def _one_line_errors(func: F) -> F:
         except Failure as error:
             typer.secho(f"error: {error}", err=True, fg="red")
             raise typer.Exit(error.code) from None
+        except StoreUnavailable as error:
+            typer.secho(f"error: {config_path(_state['config'])}: database_url: {error}", err=True, fg="red")
+            raise typer.Exit(2) from None
         except (ConfigError, SecmodError, SealError) as error:
             typer.secho(f"error: {error}", err=True, fg="red")
             raise typer.Exit(2) from None

@@ -82,6 +82,8 @@ CORPUS: dict[str, Broken] = {
         prepare=_a_file_where_a_folder_should_be),
     "database-folder-cannot-be-made": Broken(
         'database_url = "sqlite:////proc/secmod-nowhere/secmod.db"\n', ("database_url",)),
+    "database-refuses-connections": Broken(
+        'database_url = "postgresql+psycopg://secmod@127.0.0.1:1/secmod"\n', ("database_url", "cannot be reached")),
     "issuer-list": Broken("issuer = []\n", ("issuer",)),
     "issuer-empty": Broken('issuer = ""\n', ("issuer",)),
     "force-clients-text": Broken('force_clients = "yes please"\n', ("force_clients",)),

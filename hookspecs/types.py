@@ -26,6 +26,7 @@ __all__ = [
     "Audience",
     "Challenge",
     "ChallengeRequest",
+    "DescribeRequest",
     "Field",
     "ForgetRequest",
     "ModuleInfo",
@@ -364,6 +365,22 @@ class RecoverRequest:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ForgetRequest:
     """Input of ``forget_user``: the person's 2FA with this module is being removed."""
+
+    settings: ModuleSettings = field(repr=False)
+    user: User
+    now: float
+    state: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "state")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DescribeRequest:
+    """Input of ``describe_user``: what the module may tell an operator about an enrolment.
+
+    .. versionadded:: 1.1
+    """
 
     settings: ModuleSettings = field(repr=False)
     user: User

@@ -234,6 +234,8 @@ def status(user: str, admin: AdminOption = False, email: EmailOption = None) -> 
     typer.echo(f"codes locked until: {info.locked_until:%Y-%m-%d %H:%M:%S UTC}" if info.locked_until else "not locked")
     if info.backup_locked_until:
         typer.echo(f"backup codes locked until: {info.backup_locked_until:%Y-%m-%d %H:%M:%S UTC}")
+    for line in host.describe(person):
+        typer.echo(line)
 
 
 @app.command()

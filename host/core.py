@@ -22,6 +22,7 @@ from secmod.hookspecs import (
     Activation,
     Audience,
     ChallengeRequest,
+    DescribeRequest,
     ForgetRequest,
     ModuleSettings,
     RecoverRequest,
@@ -215,6 +216,18 @@ class Host:
             locked_until=utc(locks["code"]) if "code" in locks else None,
             backup_locked_until=utc(locks["backup"]) if "backup" in locks else None,
         )
+
+    def describe(self, user: User) -> tuple[str, ...]:
+        """What the person's module says about their enrolment, for an operator
+        (``secmod status``): plain lines, never a secret; empty when it has nothing to say."""
+        stored = self.store.load(user)
+        caller = self.calls.get(stored.module) if stored is not None else None
+        if stored is None or caller is None:
+            return ()
+        state = self.sealed.open_state(user, stored.module, stored.state)
+        if state is None:
+            return ()
+        return caller.describe_user(DescribeRequest(settings=caller.settings, user=user, now=self.clock(), state=state))
 
     # -- enrolment -----------------------------------------------------------------
 

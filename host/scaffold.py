@@ -177,6 +177,7 @@ from secmod.hookspecs import (
     Challenge,
     ChallengeRequest,
     Field,
+    DescribeRequest,
     ForgetRequest,
     ModuleError,
     ModuleInfo,
@@ -310,6 +311,12 @@ def recover(request: RecoverRequest) -> Verdict | None:
 
     Backup codes are the host's; return ``None`` for methods that are not yours.
     """
+    return None
+
+
+@hookimpl
+def describe_user(request: DescribeRequest) -> tuple[str, ...] | None:
+    """Plain lines about the enrolment for an operator (secmod status); never a secret."""
     return None
 
 

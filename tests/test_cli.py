@@ -145,3 +145,14 @@ def test_a_lost_key_file_stops_every_command_with_one_line(config):
         assert result.exit_code == 2, (command, result.output)
         assert "sealed with keys" in result.output and "restore that key file" in result.output
         assert "Traceback" not in result.output
+
+
+def test_status_shows_the_learned_clock_drift(config):
+    totp, _ = enroll("erin@example.com", config)
+    assert "clock" not in secmod("status", "erin@example.com").output  # in step: nothing to say
+    # A phone 2.5 minutes ahead: re-synced with two consecutive codes, its drift is learned.
+    resync = secmod("recover", "erin@example.com", "--method", "resync",
+                    "--code", totp.at(time.time() + 150), "--next-code", totp.at(time.time() + 180))
+    assert resync.exit_code == 0, resync.output
+    status = secmod("status", "erin@example.com").output
+    assert re.search(r"device clock: about [23] min \d+ s ahead of the server's \(learned", status), status

@@ -23,6 +23,7 @@ from secmod.hookspecs import (
     ActivateRequest,
     Challenge,
     ChallengeRequest,
+    DescribeRequest,
     Field,
     ModuleError,
     ModuleInfo,
@@ -197,6 +198,20 @@ def verify(request: VerifyRequest) -> Verdict:
     max_drift = settings.max_drift_minutes * 60 // settings.period
     learned = max(-max_drift, min(max_drift, step - current))
     return Accepted(state={**state, "last_step": step, "drift": learned})
+
+
+@hookimpl
+def describe_user(request: DescribeRequest) -> tuple[str, ...] | None:
+    """The device clock's learned offset, when it has one (``secmod status``)."""
+    settings: TotpSettings = request.settings  # type: ignore[assignment]
+    drift = int(request.state.get("drift", 0))
+    if not drift:
+        return None
+    seconds = drift * settings.period
+    minutes, rest = divmod(abs(seconds), 60)
+    size = f"{minutes} min {rest} s" if minutes else f"{rest} s"
+    direction = "ahead of" if seconds > 0 else "behind"
+    return (f"device clock: about {size} {direction} the server's (learned; codes are checked there)",)
 
 
 @hookimpl

@@ -12,7 +12,6 @@ page until a second factor is enrolled (WHMCS's forced enrolment).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 

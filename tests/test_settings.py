@@ -125,3 +125,14 @@ def test_nested_sealed_values_open_each_under_their_own_name(tmp_path):
                               f'aes_key = "{uid}"\nprivate_id = "{aes}"\n')
     with pytest.raises(ConfigError, match=rf"\[modules.yubikey\] {place}.aes_key: sealed value does not open"):
         Host(load_settings(swapped))
+
+
+@pytest.mark.parametrize("minutes", [float("inf"), float("nan"), 1e300, 0, -1])
+def test_a_lockout_that_cannot_end_as_a_date_is_refused_by_the_model_itself(minutes):
+    """An embedding application building settings in code gets the same bound as the file."""
+    from pydantic import ValidationError
+
+    from secmod.settings import SecmodSettings
+
+    with pytest.raises(ValidationError, match="lockout_minutes"):
+        SecmodSettings(throttle={"lockout_minutes": minutes})

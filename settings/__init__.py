@@ -368,11 +368,18 @@ def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) 
 
 
 def set_module_setting(path: str | os.PathLike[str], module: str, key: str, value: object) -> None:
-    """Write ``[modules.MODULE] KEY = value`` into the TOML file, keeping its comments."""
+    """Write ``[modules.MODULE] KEY = value`` into the TOML file, keeping its comments.
+
+    A dotted ``KEY`` (``keys.vvcccccbhcgd.aes_key``) is written in its nested table.
+    """
     import tomlkit
 
     file = Path(path)
     document = tomlkit.parse(file.read_text()) if file.exists() else tomlkit.document()
     modules = document.setdefault("modules", tomlkit.table(is_super_table=True))
-    modules.setdefault(module, tomlkit.table())[key] = value
+    *tables, name = key.split(".")
+    table = modules.setdefault(module, tomlkit.table())
+    for part in tables:
+        table = table.setdefault(part, tomlkit.table())
+    table[name] = value
     file.write_text(tomlkit.dumps(document))

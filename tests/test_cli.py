@@ -156,3 +156,23 @@ def test_status_shows_the_learned_clock_drift(config):
     assert resync.exit_code == 0, resync.output
     status = secmod("status", "erin@example.com").output
     assert re.search(r"device clock: about [23] min \d+ s ahead of the server's \(learned", status), status
+
+
+def test_seal_writes_a_nested_secret_in_its_place(config):
+    """secmod seal yubikey keys.ID.aes_key: one secret of a table, sealed where it belongs."""
+    import tomllib
+
+    from secmod.testing.soft_yubikey import SoftYubiKey
+
+    key = SoftYubiKey()
+    place = f"keys.{key.public_id}"
+    for name, value in (("aes_key", key.aes_key.hex()), ("private_id", key.private_id.hex())):
+        done = secmod("seal", "yubikey", f"{place}.{name}", "--write", input=value + "\n")
+        assert done.exit_code == 0, done.output
+    table = tomllib.loads(config.read_text())["modules"]["yubikey"]["keys"][key.public_id]
+    assert table["aes_key"].startswith("sealed:") and key.aes_key.hex() not in config.read_text()
+    from secmod.host import Host
+    from secmod.settings import load_settings
+
+    with Host(load_settings(config)) as host:
+        assert host.module_settings["yubikey"].keys[key.public_id].private_id == key.private_id.hex()

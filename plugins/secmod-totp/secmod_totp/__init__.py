@@ -130,6 +130,7 @@ def configure() -> ModuleInfo:
         ),
         settings_model=TotpSettings,
         recovery_methods=("resync",),
+        contract=">=1.1,<2",  # describe_user is new in 1.1
     )
 
 

@@ -69,9 +69,11 @@ class KeyRing:
             mode = self.path.stat().st_mode & 0o777
         except OSError as error:
             raise SealError(f"{self.path}: unreadable key file ({type(error).__name__})") from None
-        if mode & 0o007:
+        # Others may neither read nor change it; the group may read (a service group), not
+        # write: a planted primary key would seal every new secret under a known key.
+        if mode & 0o027:
             raise SealError(
-                f"{self.path}: the key file may be read by other users (mode {mode:04o}); "
+                f"{self.path}: the key file may be read or changed by other users (mode {mode:04o}); "
                 f"run chmod 600 {self.path}"
             )
         try:

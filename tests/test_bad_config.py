@@ -49,6 +49,13 @@ def _key_file_world_readable(folder: Path) -> None:
     (folder / "secmod.keys").chmod(0o644)
 
 
+def _key_file_group_writable(folder: Path) -> None:
+    from secmod.host.sealing import KeyRing
+
+    KeyRing.open(folder / "secmod.keys")
+    (folder / "secmod.keys").chmod(0o660)
+
+
 def _key_file_garbage(folder: Path) -> None:
     (folder / "secmod.keys").write_text("this is not a key ring")
     (folder / "secmod.keys").chmod(0o600)
@@ -114,6 +121,7 @@ CORPUS: dict[str, Broken] = {
                                    prepare=_key_file_is_a_folder),
     "key-file-folder-missing": Broken('[sealing]\nkey_file = "missing/secmod.keys"\n', ("key_file",)),
     "key-file-world-readable": Broken("", ("chmod 600",), prepare=_key_file_world_readable, where="secmod.keys"),
+    "key-file-group-writable": Broken("", ("chmod 600",), prepare=_key_file_group_writable, where="secmod.keys"),
     "key-file-garbage": Broken("", ("unreadable key file",), prepare=_key_file_garbage, where="secmod.keys"),
     # [loading]
     "allow-a-string": Broken('[loading]\nallow = "totp"\n', ("allow",)),

@@ -102,7 +102,8 @@ class WebSettings(_Section):
     port: int = Field(default=8000, ge=1, le=65535, title="Port", description="The port secmod serve listens on.")
     base_url: str = Field(
         default="http://127.0.0.1:8000", min_length=1, max_length=2048, title="Public address",
-        description="The address people use; Duo's redirect URL is built from it: {base_url}/login/duo/callback.")
+        description="The address people use; a redirecting module's callback is "
+        "{base_url}/login/{module}/callback.")
     session_secret: str | None = Field(
         default=None, title="Session signing key",
         description="Signs the session cookie; when unset, one is generated and kept in the accounts database.")

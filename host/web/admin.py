@@ -24,7 +24,7 @@ from secmod.settings import ConfigError, SecmodSettings, load_settings
 
 from .app import client_context, flash, render, require_csrf, web_of
 from .config_form import describe_errors, describe_inputs, read_form, write_config
-from .pages import ADMIN, DUO_CALLBACK, admin_account
+from .pages import ADMIN, admin_account
 
 __all__ = ["router"]
 
@@ -130,7 +130,7 @@ def _module_page(request: Request, account: Any, name: str, *, error: str = "", 
         ]
     status = {key: (key in form) if form is not None else getattr(current, key) for key in ("clients", "admins")}
     return _page(request, "admin/module.html", account, module=module, inputs=inputs, status=status,
-                 error=error, status_code=status_code, redirect_url=base_url + DUO_CALLBACK,
+                 error=error, status_code=status_code, redirect_url=host.callback_url(module.name),
                  secrets_dropped=secrets_dropped)
 
 

@@ -101,7 +101,8 @@ def describe_inputs(
         help_text = info.description or ""
         for placeholder, actual in (places or {}).items():
             help_text = help_text.replace(placeholder, actual)
-        common = {"name": name, "label": info.title or _label(name), "help": help_text, "optional": optional}
+        common: dict[str, Any] = {"name": name, "label": info.title or _label(name), "help": help_text,
+                                  "optional": optional}
         kind = _kind(annotation)
         if kind == "secret":
             inputs.append(SettingInput(kind=kind, is_set=value is not None and value.get_secret_value() != "", **common))

@@ -266,3 +266,12 @@ def test_save_and_cancel_are_separate_buttons(admin: Any) -> None:
     page = admin.get("/admin/2fa/totp").text
     assert '<div class="form-actions">' in page
     assert '<a class="button secondary" href="/admin/2fa">Cancel</a>' in page
+
+
+def test_a_redirecting_modules_page_shows_the_callback_the_host_builds(admin: Any, web: Any) -> None:
+    web.config_file.write_text(web.config_file.read_text().replace(
+        "[web]\n", '[web]\nbase_url = "https://portal.example.com/"\n'))
+    web.reload()
+    page = admin.get("/admin/2fa/duo").text
+    assert 'id="redirect-url">https://portal.example.com/login/duo/callback<' in page
+    assert web.host.callback_url("duo") == "https://portal.example.com/login/duo/callback"

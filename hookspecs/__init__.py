@@ -9,6 +9,7 @@ from . import messages
 from .errors import ModuleError, ProviderUnavailable
 from .markers import CONTRACT_VERSION, PROJECT, hookimpl
 from .types import (
+    BACKUP_CODE_METHOD,
     Accepted,
     Activation,
     ActivateRequest,
@@ -26,7 +27,9 @@ from .types import (
     Prompt,
     Provisioning,
     RecoverRequest,
+    RecoveryMethod,
     Rejected,
+    SettingsT,
     SetupComplete,
     SetupPrompt,
     SetupRequest,
@@ -38,6 +41,7 @@ from .types import (
 
 __all__ = [
     "CONFIG_DIR",
+    "BACKUP_CODE_METHOD",
     "CONTRACT_VERSION",
     "PROJECT",
     "Accepted",
@@ -58,7 +62,9 @@ __all__ = [
     "ProviderUnavailable",
     "Provisioning",
     "RecoverRequest",
+    "RecoveryMethod",
     "Rejected",
+    "SettingsT",
     "SetupComplete",
     "SetupPrompt",
     "SetupRequest",

@@ -21,6 +21,8 @@ import pluggy
 from .markers import PROJECT
 
 if TYPE_CHECKING:
+    import typer
+
     from .types import (
         Activation,
         ActivateRequest,
@@ -39,7 +41,17 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 
-__all__ = ["activate", "challenge", "configure", "describe_user", "forget_user", "recover", "setup_user", "verify"]
+__all__ = [
+    "activate",
+    "challenge",
+    "configure",
+    "describe_user",
+    "forget_user",
+    "recover",
+    "register_commands",
+    "setup_user",
+    "verify",
+]
 
 REQUIRED_HOOKS = ("configure", "setup_user", "challenge", "verify")
 """The hooks every module implements; the host refuses to load a module missing one."""
@@ -180,4 +192,30 @@ def describe_user(request: DescribeRequest) -> tuple[str, ...] | None:
     Stops at first non-None result, see firstresult.
 
     .. versionadded:: 1.1
+    """
+
+
+@hookspec
+def register_commands(cli: typer.Typer) -> None:
+    """Add the module's own commands to the ``secmod`` command line.
+
+    .. versionadded:: 1.1
+
+    ``cli`` is a Typer group named after the module: a command registered on it runs as
+    ``secmod NAME COMMAND`` (YubiKey: ``secmod yubikey import-keys``). The CLI calls this
+    hook once at start for every module the settings let it load; a module with nothing
+    to add does not implement it. To read or change the module's table of
+    ``secmod.toml`` (sealed values included), use
+    :class:`secmod.host.ModuleSettingsFile`, never ``secmod.host`` internals.
+
+    :param cli: the module's command group.
+
+    Example::
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command("import-keys")
+            def import_keys(export: Path) -> None:
+                settings = ModuleSettingsFile("yubikey")
+                settings.set_sealed("keys", load(export))
     """

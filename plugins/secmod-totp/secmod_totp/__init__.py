@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import re
 from datetime import UTC, datetime
 from typing import Literal
 
 import pyotp
-import segno
 from pydantic import Field as SettingField
 
 from secmod.hookspecs import (
@@ -32,6 +30,7 @@ from secmod.hookspecs import (
     Prompt,
     Provisioning,
     RecoverRequest,
+    RecoveryMethod,
     Rejected,
     SetupComplete,
     SetupPrompt,
@@ -60,17 +59,20 @@ class TotpSettings(ModuleSettings):
     clients: bool = True
     admins: bool = True
     digits: Literal[6, 8] = SettingField(
-        default=6, title="Code length (digits)", description="6 for every common app; 8 only if all your users' apps show 8.")
+        default=6, title="Code length (digits)",
+        description="6 for every common app; 8 only if all your users' apps show 8.")
     period: int = SettingField(
-        default=30, ge=15, le=120, title="Time step (seconds)", description="How often a new code appears; apps use 30.")
+        default=30, ge=15, le=120, title="Time step (seconds)",
+        description="How often a new code appears; apps use 30.")
     algorithm: Literal["SHA1", "SHA256", "SHA512"] = SettingField(
         default="SHA1", title="Algorithm", description="SHA1 is what Google Authenticator and most apps support.")
     window: int = SettingField(
         default=1, ge=0, le=10, title="Tolerance (time steps)",
         description="How many steps before or after now a code is still accepted (1 = 30 s either way).")
-    issuer: str = SettingField(
-        default="secmod", min_length=1, max_length=64, title="Issuer",
-        description="The name the authenticator app shows beside the account, e.g. your company.")
+    issuer: str | None = SettingField(
+        default=None, min_length=1, max_length=64, title="Issuer",
+        description="The name authenticator apps show beside the account; unset, the host's own issuer setting.",
+    )
     skew_search_minutes: int = SettingField(
         default=10, ge=0, le=24 * 60, title="Clock check range (minutes)",
         description="A wrong code that matches a time this far off is explained as a device clock that is wrong.")
@@ -170,6 +172,23 @@ def _diagnose_login(
     return "" if step is None else describe_skew((step - current) * settings.period, now)
 
 
+RESYNC = RecoveryMethod(
+    name="resync",
+    label="Resynchronise your authenticator",
+    prompt=Prompt(
+        message="Enter two consecutive codes from your authenticator app",
+        instructions=(
+            "If your codes are refused because your device's clock is wrong, type the code "
+            "it shows now, wait for the next one, and type that too."
+        ),
+        fields=(
+            Field(name="code", label="Code", placeholder="123456"),
+            Field(name="next_code", label="Next code", placeholder="654321"),
+        ),
+    ),
+)
+
+
 @hookimpl
 def configure() -> ModuleInfo:
     return ModuleInfo(
@@ -181,33 +200,29 @@ def configure() -> ModuleInfo:
             "Works with the defaults below; change them only if your users' apps need it."
         ),
         settings_model=TotpSettings,
-        recovery_methods=("resync",),
-        contract=">=1.1,<2",  # describe_user is new in 1.1
+        contract=">=1.1,<2",  # RecoveryMethod, the host-drawn QR code and describe_user are 1.1
+        recovery_methods=(RESYNC,),
     )
 
 
 @hookimpl
-def activate(request: ActivateRequest) -> Activation:
+def activate(request: ActivateRequest[TotpSettings]) -> Activation:
     return Activation(message="No configuration required.")
 
 
 @hookimpl
-def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
-    settings: TotpSettings = request.settings  # type: ignore[assignment]
+def setup_user(request: SetupRequest[TotpSettings]) -> SetupPrompt | SetupComplete:
+    settings = request.settings
     if request.answer is None or request.pending is None:
         secret = pyotp.random_base32()  # 160 bits; unpadded, so the URI has no %3D
-        uri = _totp(settings, secret).provisioning_uri(name=request.user.label, issuer_name=settings.issuer)
-        qr = segno.make(uri, error="m")
-        svg, text = io.BytesIO(), io.StringIO()
-        qr.save(svg, kind="svg", scale=4, xmldecl=False, svgns=True, dark="#111", light="#fff")
-        qr.terminal(out=text, compact=True)
+        issuer = settings.issuer or request.issuer or "secmod"
+        uri = _totp(settings, secret).provisioning_uri(name=request.user.label, issuer_name=issuer)
+        # The host draws the QR codes from the URI.
         prompt = Prompt(
             message=messages.TOTP_CONNECT_APP,
             instructions=messages.TOTP_SETUP_INSTRUCTIONS.replace("6-digit", f"{settings.digits}-digit"),
             fields=(Field(name="code", label="Authentication code", max_length=settings.digits, placeholder="123456"[: settings.digits]),),
-            provisioning=Provisioning(
-                secret=secret, uri=uri, qr_svg=svg.getvalue().decode(), qr_terminal=text.getvalue()
-            ),
+            provisioning=Provisioning(secret=secret, uri=uri),
         )
         return SetupPrompt(prompt=prompt, pending={"secret": secret})
     secret = request.pending["secret"]
@@ -223,8 +238,8 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
 
 
 @hookimpl
-def challenge(request: ChallengeRequest) -> Challenge:
-    settings: TotpSettings = request.settings  # type: ignore[assignment]
+def challenge(request: ChallengeRequest[TotpSettings]) -> Challenge:
+    settings = request.settings
     return Challenge(
         prompt=Prompt(
             message=messages.TOTP_ENTER_CODE,
@@ -234,8 +249,8 @@ def challenge(request: ChallengeRequest) -> Challenge:
 
 
 @hookimpl
-def verify(request: VerifyRequest) -> Verdict:
-    settings: TotpSettings = request.settings  # type: ignore[assignment]
+def verify(request: VerifyRequest[TotpSettings]) -> Verdict:
+    settings = request.settings
     state = request.state
     code = _clean(request.answer.get("code"), settings.digits)
     if code is None:
@@ -255,13 +270,12 @@ def verify(request: VerifyRequest) -> Verdict:
 
 
 @hookimpl
-def describe_user(request: DescribeRequest) -> tuple[str, ...] | None:
+def describe_user(request: DescribeRequest[TotpSettings]) -> tuple[str, ...] | None:
     """The device clock's learned offset, when it has one (``secmod status``)."""
-    settings: TotpSettings = request.settings  # type: ignore[assignment]
     drift = int(request.state.get("drift", 0))
     if not drift:
         return None
-    seconds = drift * settings.period
+    seconds = drift * request.settings.period
     minutes, rest = divmod(abs(seconds), 60)
     size = f"{minutes} min {rest} s" if minutes else f"{rest} s"
     direction = "ahead of" if seconds > 0 else "behind"
@@ -269,7 +283,7 @@ def describe_user(request: DescribeRequest) -> tuple[str, ...] | None:
 
 
 @hookimpl
-def recover(request: RecoverRequest) -> Verdict | None:
+def recover(request: RecoverRequest[TotpSettings]) -> Verdict | None:
     """``resync``: two consecutive codes (``code`` then ``next_code``) from a drifted device.
 
     The device may be behind or ahead by up to ``resync_search_minutes``; both codes
@@ -279,7 +293,7 @@ def recover(request: RecoverRequest) -> Verdict | None:
     """
     if request.method != "resync":
         return None
-    settings: TotpSettings = request.settings  # type: ignore[assignment]
+    settings = request.settings
     first = _clean(request.answer.get("code"), settings.digits)
     second = _clean(request.answer.get("next_code"), settings.digits)
     if first is None or second is None:

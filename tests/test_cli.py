@@ -108,7 +108,7 @@ def test_the_tour_speaks_plainly(config):
     assert plain.exit_code == 0 and "carol@example.com: no second factor" in plain.output
     assert "not_required" not in plain.output and "(" not in plain.output
     totp, backup = enroll("dave@example.com", config)
-    typed = secmod("recover", "dave@example.com", input=backup + "\n")
+    typed = secmod("recover", "dave@example.com", input=backup + "\n")  # asked, hidden
     assert typed.exit_code == 0 and "Your New Backup Code is:" in typed.output
     assert backup not in typed.output
     audit = secmod("audit").output.splitlines()
@@ -213,7 +213,8 @@ def test_status_shows_the_learned_clock_drift(config):
     assert "clock" not in secmod("status", "erin@example.com").output  # in step: nothing to say
     # A phone 2.5 minutes ahead: re-synced with two consecutive codes, its drift is learned.
     resync = secmod("recover", "erin@example.com", "--method", "resync",
-                    "--code", totp.at(time.time() + 150), "--next-code", totp.at(time.time() + 180))
+                    "--answer", f"code={totp.at(time.time() + 150)}",
+                    "--answer", f"next_code={totp.at(time.time() + 180)}")
     assert resync.exit_code == 0, resync.output
     status = secmod("status", "erin@example.com").output
     assert re.search(r"device clock: about [23] min \d+ s ahead of the server's \(learned", status), status
@@ -223,7 +224,7 @@ def test_seal_writes_a_nested_secret_in_its_place(config):
     """secmod seal yubikey keys.ID.aes_key: one secret of a table, sealed where it belongs."""
     import tomllib
 
-    from secmod.testing.soft_yubikey import SoftYubiKey
+    from secmod_yubikey.testing.soft_yubikey import SoftYubiKey
 
     key = SoftYubiKey()
     place = f"keys.{key.public_id}"

@@ -109,7 +109,7 @@ def test_a_relative_ca_file_is_next_to_the_config_file_not_the_working_folder(tm
 def test_nested_sealed_values_open_each_under_their_own_name(tmp_path):
     """A table of secrets (YubiKey's keys) is sealed value by value; each is bound to its place."""
     from secmod.host.sealing import KeyRing
-    from secmod.testing.soft_yubikey import SoftYubiKey
+    from secmod_yubikey.testing.soft_yubikey import SoftYubiKey
 
     ring = KeyRing.open(tmp_path / "secmod.keys")
     key = SoftYubiKey()

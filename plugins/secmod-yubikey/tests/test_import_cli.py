@@ -80,7 +80,7 @@ def test_a_personalization_tool_log_is_read_and_other_events_are_skipped_with_a_
         + "Static Password,11/28/26 9:02 AM,2,,,00112233445566778899aabbccddeeff,,,0,0,0,0,0,0,0,0,0,0\n"
         + "OATH-HOTP,11/28/26 9:03 AM,2,,,0011223344556677889900112233445566778899,,,0,0,0,0,0,0,0,0,0,0\n"
     )
-    result = runner.invoke(app, ["import-keys", str(log), "--config", str(config)])
+    result = runner.invoke(app, ["yubikey", "import-keys", str(log), "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert "line 3: skipped a Static Password configuration (only Yubico OTP keys are imported)" in result.output
     assert "line 4: skipped a OATH-HOTP configuration" in result.output
@@ -102,7 +102,7 @@ def test_a_table_sealed_whole_by_an_older_version_still_opens_and_is_merged(tmp_
         assert set(host.module_settings["yubikey"].keys) == {old.public_id}
     export = tmp_path / "export.csv"
     export.write_text(new.csv_line(serial=2) + "\n")
-    result = runner.invoke(app, ["import-keys", str(export), "--config", str(config)])
+    result = runner.invoke(app, ["yubikey", "import-keys", str(export), "--config", str(config)])
     assert result.exit_code == 0 and "2 keys configured" in result.output, result.output
     with Host(load_settings(config)) as host:
         assert set(host.module_settings["yubikey"].keys) == {old.public_id, new.public_id}

@@ -20,7 +20,7 @@ from types import ModuleType
 
 PAGE = Path(__file__).with_name("hooks.md")
 
-LIFECYCLE = ("configure", "activate", "setup_user", "challenge", "verify", "recover", "forget_user")
+LIFECYCLE = ("configure", "activate", "setup_user", "challenge", "verify", "recover", "describe_user", "forget_user")
 """Hooks in the order a module meets them; hooks not listed follow, alphabetically."""
 
 _ROLE = re.compile(r":(?:class|data|meth|func|attr|exc):`~?([\w.]+)`")

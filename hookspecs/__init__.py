@@ -16,7 +16,10 @@ from .types import (
     ActivateRequest,
     Audience,
     Challenge,
+    CONFIG_DIR,
     ChallengeRequest,
+    ConfigPath,
+    DescribeRequest,
     Field,
     ForgetRequest,
     LogRedaction,
@@ -39,6 +42,7 @@ from .types import (
 )
 
 __all__ = [
+    "CONFIG_DIR",
     "BACKUP_CODE_METHOD",
     "CONTRACT_VERSION",
     "PROJECT",
@@ -48,6 +52,8 @@ __all__ = [
     "Audience",
     "Challenge",
     "ChallengeRequest",
+    "ConfigPath",
+    "DescribeRequest",
     "Field",
     "ForgetRequest",
     "LogRedaction",

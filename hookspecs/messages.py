@@ -6,6 +6,12 @@ WRONG_FACTOR_CLIENT = (
 )
 WRONG_FACTOR = "The second factor you supplied was incorrect. Please try again."
 WRONG_FACTOR_ADMIN = "Second factor invalid. Please try again."
+# Not in WHMCS (it says "incorrect"): a right code used once already, typically the one
+# just typed at enrolment. Saying so spares the person a search for a fault that is not there.
+CODE_ALREADY_USED = (
+    "That code has already been used. Please wait for your app to show the next code, "
+    "then enter it."
+)
 SECOND_FACTOR_REQUIRED_CLIENT = "Your second factor is required to complete login."
 SECOND_FACTOR_REQUIRED_ADMIN = "Your second factor is required to complete the login."
 ENTER_BACKUP_CODE = "Enter Your Backup Code to Login"
@@ -36,6 +42,13 @@ FORCED_ADMIN = (
     "before you can continue."
 )
 LOCKED = "Login Attempts Exceeded. Please try again after {until}."
+# Not in WHMCS, whose backup-code page is a dead end during a lockout: backup codes have
+# their own budget, so the person is told they still work, or until when they do not.
+BACKUP_WORKS_WHILE_LOCKED = "Your backup code still works while codes are locked."
+BACKUP_CODES_LOCKED = (
+    "Too many wrong backup codes. Backup codes are locked until {until}; "
+    "please try again after that."
+)
 TOTP_CONNECT_APP = "Connect your app"
 TOTP_SETUP_INSTRUCTIONS = (
     "Enter the 6-digit code that the application generates to verify and complete setup."

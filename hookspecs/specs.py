@@ -28,6 +28,7 @@ if TYPE_CHECKING:
         ActivateRequest,
         Challenge,
         ChallengeRequest,
+        DescribeRequest,
         ForgetRequest,
         ModuleInfo,
         RecoverRequest,
@@ -44,6 +45,7 @@ __all__ = [
     "activate",
     "challenge",
     "configure",
+    "describe_user",
     "forget_user",
     "recover",
     "register_commands",
@@ -173,6 +175,23 @@ def forget_user(request: ForgetRequest) -> None:
     Release anything held outside the host's database (a provider-side device, a
     cache). The host deletes the stored state itself whatever this hook does; an
     exception here is logged and audited, never blocks the removal.
+    """
+
+
+@hookspec(firstresult=True)
+def describe_user(request: DescribeRequest) -> tuple[str, ...] | None:
+    """Plain lines about the person's enrolment for an operator (``secmod status``).
+
+    Optional. Say what helps someone who supports the person, from the module's state:
+    TOTP tells how far the device's clock runs off. Never a secret, a code or anything
+    that would help to guess one.
+
+    :param request: settings, user and the module's state.
+    :returns: the lines, or ``None`` (nothing to say).
+
+    Stops at first non-None result, see firstresult.
+
+    .. versionadded:: 1.1
     """
 
 

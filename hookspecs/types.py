@@ -12,10 +12,14 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, Generic, Literal, TypeVar
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationInfo
+from pydantic import Field as PydanticField
 
+# CONFIG_DIR and ConfigPath are exported by secmod.hookspecs too; they are not types
+# that cross a hook, so the hook reference (generated from this list) leaves them out.
 __all__ = [
     "BACKUP_CODE_METHOD",
     "Accepted",
@@ -24,6 +28,7 @@ __all__ = [
     "Audience",
     "Challenge",
     "ChallengeRequest",
+    "DescribeRequest",
     "Field",
     "ForgetRequest",
     "LogRedaction",
@@ -98,6 +103,30 @@ class User:
         return self.email or self.id
 
 
+CONFIG_DIR = "config_dir"
+"""The validation context key under which the host gives the config file's folder."""
+
+
+def _next_to_config(value: str | None, info: ValidationInfo) -> str | None:
+    if value is None or not value.strip():
+        return None
+    path = Path(value.strip()).expanduser()
+    folder = (info.context or {}).get(CONFIG_DIR)
+    if not path.is_absolute() and folder is not None:
+        path = Path(folder) / path
+    return str(path)
+
+
+ConfigPath = Annotated[str, AfterValidator(_next_to_config)]
+"""A file path in a module's settings (a CA bundle, say). A relative path is taken from
+the folder of ``secmod.toml``, not the working folder the host was started in; blank
+means unset (declare the field ``ConfigPath | None``). The module's own validators see
+the resolved path.
+
+.. versionadded:: 1.1
+"""
+
+
 class ModuleSettings(BaseModel):
     """Base of every module's settings model, validated from ``[modules.NAME]``.
 
@@ -105,13 +134,21 @@ class ModuleSettings(BaseModel):
     for use by Administrative Users"; ``fail_mode`` is the operator's choice for provider
     outages. Declare secrets as ``pydantic.SecretStr``: the
     host seals them at rest, masks them in forms and never shows them back.
+
+    ``Field(title=..., description=...)`` gives each setting its label and help text on
+    the admin form. Bound every number (``ge``/``le``): a setting is operator input.
+    Declare file paths as :data:`ConfigPath`.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Pydantic puts rejected values in str(ValidationError); a setting may be a secret.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     clients: bool = False
     admins: bool = False
-    fail_mode: Literal["closed", "open"] = "closed"
+    fail_mode: Literal["closed", "open"] = PydanticField(
+        default="closed", title="When the provider is down",
+        description="closed: only a backup code gets in while the provider is unreachable. "
+        "open: let the person in without the second factor, audited as fail_open.")
     """What a declared provider outage (:class:`ProviderUnavailable`) does: ``closed``
     refuses (the backup code still works), ``open`` lets the person in, audited as
     ``fail_open``. A crash always refuses, whatever this says. Added in contract 1.1."""
@@ -489,6 +526,22 @@ class RecoverRequest(Generic[SettingsT]):
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ForgetRequest(Generic[SettingsT]):
     """Input of ``forget_user``: the person's 2FA with this module is being removed."""
+
+    settings: SettingsT = field(repr=False)
+    user: User
+    now: float
+    state: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        _freeze(self, "state")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DescribeRequest(Generic[SettingsT]):
+    """Input of ``describe_user``: what the module may tell an operator about an enrolment.
+
+    .. versionadded:: 1.1
+    """
 
     settings: SettingsT = field(repr=False)
     user: User

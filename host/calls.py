@@ -29,6 +29,7 @@ from secmod.hookspecs import (
     Activation,
     Challenge,
     ChallengeRequest,
+    DescribeRequest,
     ForgetRequest,
     ModuleError,
     ModuleSettings,
@@ -156,6 +157,14 @@ class ModuleCaller:
             self._call("forget_user", request, (object,), optional=True)
         except ModuleFailed as failure:
             on_failure(failure)
+
+    def describe_user(self, request: DescribeRequest) -> tuple[str, ...]:
+        """Never raises: a module that fails to describe has nothing to say (logged)."""
+        try:
+            lines = self._call("describe_user", request, (tuple,), optional=True)
+        except ModuleFailed:
+            return ()
+        return tuple(str(line) for line in lines or ())
 
     def register_commands(self, cli: Any) -> None:
         """Let the module add its ``secmod NAME ...`` commands to ``cli`` (a Typer group).

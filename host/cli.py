@@ -19,9 +19,9 @@ import typer
 from secmod.hookspecs import BACKUP_CODE_METHOD, Audience, User
 from secmod.settings import ConfigError, config_path, load_settings, set_module_setting
 
-from .errors import SecmodError
+from .errors import SecmodError, StoreUnavailable
 from .outcomes import Enrolled, LoginStep, Outcome, VerifyResult
-from .sealing import SEALED_PREFIX, KeyRing, SealError
+from .sealing import KeyRing, SealError, reseal_settings
 
 app = typer.Typer(
     name="secmod",
@@ -29,8 +29,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help text: rich markup would swallow "[web]" and the other section names.
+    rich_markup_mode=None,
 )
-keys_app = typer.Typer(help="Manage the sealing keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage the sealing keys.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(keys_app, name="keys")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -60,6 +62,9 @@ def _one_line_errors(func: F) -> F:
         except Failure as error:
             typer.secho(f"error: {error}", err=True, fg="red")
             raise typer.Exit(error.code) from None
+        except StoreUnavailable as error:
+            typer.secho(f"error: {config_path(_state['config'])}: database_url: {error}", err=True, fg="red")
+            raise typer.Exit(2) from None
         except (ConfigError, SecmodError, SealError) as error:
             typer.secho(f"error: {error}", err=True, fg="red")
             raise typer.Exit(2) from None
@@ -267,11 +272,19 @@ def status(user: str, admin: AdminOption = False, email: EmailOption = None) -> 
     info = host.status(person)
     login = host.login_state(person)
     if info is None:
-        typer.echo(f"{user}: no second factor ({login.step.value})")
+        due = {
+            LoginStep.MUST_SET_UP: "must set one up at the next login (forced)",
+            LoginStep.NOT_REQUIRED: "not asked for one at login",
+        }.get(login.step, "")
+        typer.echo(f"{user}: no second factor; {due}" if due else f"{user}: no second factor")
         return
     typer.echo(f"{user}: {info.module}, enrolled {info.enrolled_at:%Y-%m-%d %H:%M:%S UTC}")
     typer.echo(f"backup codes left: {info.backup_codes_left}")
-    typer.echo(f"locked until: {info.locked_until:%Y-%m-%d %H:%M:%S UTC}" if info.locked_until else "not locked")
+    typer.echo(f"codes locked until: {info.locked_until:%Y-%m-%d %H:%M:%S UTC}" if info.locked_until else "not locked")
+    if info.backup_locked_until:
+        typer.echo(f"backup codes locked until: {info.backup_locked_until:%Y-%m-%d %H:%M:%S UTC}")
+    for line in host.describe(person):
+        typer.echo(line)
 
 
 @app.command()
@@ -280,9 +293,12 @@ def disable(
     user: str,
     admin: AdminOption = False,
     email: EmailOption = None,
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (it asks for confirmation by default).")] = False,
 ) -> None:
-    """Remove USER's second factor (as an administrator would; audited)."""
+    """Remove USER's second factor (as an administrator would; audited).
+
+    It asks for confirmation first; --yes skips the question (for scripts).
+    """
     host = _host()
     person = _user(user, admin, email)
     if not yes:
@@ -302,6 +318,7 @@ def audit(
     """Show the audit log, newest first."""
     host = _host()
     person = _user(user, admin, None) if user else None
+    typer.echo(f"{'time (UTC)':<19} {'audience':<6} {'user':<20} {'module':<8} {'event':<9} {'outcome':<4} reason actor")
     for event in host.audit_events(user=person, limit=limit):
         typer.echo(
             f"{event.at:%Y-%m-%d %H:%M:%S} {event.audience:<6} {event.user_id:<20} {event.module:<8} "
@@ -409,11 +426,7 @@ def keys_rotate() -> None:
     if path.exists():
         document = tomlkit.parse(path.read_text())
         for name, table in document.get("modules", {}).items():
-            for key, value in table.items():
-                if isinstance(value, str) and value.startswith(SEALED_PREFIX):
-                    plain = host.keyring.unseal_setting(name, key, value)
-                    table[key] = host.keyring.seal_setting(name, key, plain)
-                    settings_resealed += 1
+            settings_resealed += reseal_settings(host.keyring, name, table)
         if settings_resealed:
             path.write_text(tomlkit.dumps(document))
     typer.echo(f"new primary key {new_key}; re-sealed {rows} stored values and {settings_resealed} settings")
@@ -438,7 +451,10 @@ def serve(
     ] = None,
 ) -> None:
     """Run the reference web host: client area, admin area and JSON API."""
-    from secmod.host.web import serve as run_web_host
+    try:
+        from secmod.host.web import serve as run_web_host
+    except ImportError as missing:
+        raise Failure("secmod serve needs the web extra: pip install 'secmod[web]'", code=2) from missing
 
     if log_format not in (None, "text", "json"):
         raise Failure(f"--log-format must be text or json, not {log_format!r}")

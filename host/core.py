@@ -18,11 +18,13 @@ from typing import Any
 
 from pydantic import ValidationError
 from secmod.hookspecs import (
+    CONFIG_DIR,
     BACKUP_CODE_METHOD,
     ActivateRequest,
     Activation,
     Audience,
     ChallengeRequest,
+    DescribeRequest,
     Field,
     ForgetRequest,
     ModuleSettings,
@@ -63,7 +65,7 @@ from .qr import with_qr_codes
 from .redaction import redact_library_logs
 from .registry import LoadedModule, ModuleRegistry, new_plugin_manager
 from .sealed import SealedValues
-from .sealing import SEALED_PREFIX, KeyRing, SealError
+from .sealing import KeyRing, SealError, open_sealed_settings
 from .storage import AuditEvent, open_engine
 from .store import AuditRow, Store
 
@@ -172,16 +174,13 @@ class Host:
         return self.registry.modules
 
     def _validate_module_settings(self, module: LoadedModule) -> ModuleSettings:
-        raw = dict(self.settings.modules.get(module.name, {}))
         where = str(self.settings.config_file or "settings")
-        for key, value in raw.items():
-            if isinstance(value, str) and value.startswith(SEALED_PREFIX):
-                try:
-                    raw[key] = self.keyring.unseal_setting(module.name, key, value)
-                except SealError as error:
-                    raise ConfigError(f"{where}: [modules.{module.name}] {key}: {error}") from None
         try:
-            return module.info.settings_model.model_validate(raw)
+            raw = open_sealed_settings(self.keyring, module.name, self.settings.modules.get(module.name, {}))
+        except SealError as error:
+            raise ConfigError(f"{where}: [modules.{module.name}] {error}") from None
+        try:
+            return module.info.settings_model.model_validate(raw, context={CONFIG_DIR: self.settings.base_dir})
         except ValidationError as error:
             raise ConfigError(describe_validation_error(error, where=where, prefix=f"[modules.{module.name}] ")) from None
 
@@ -242,6 +241,18 @@ class Host:
             locked_until=utc(locks["code"]) if "code" in locks else None,
             backup_locked_until=utc(locks["backup"]) if "backup" in locks else None,
         )
+
+    def describe(self, user: User) -> tuple[str, ...]:
+        """What the person's module says about their enrolment, for an operator
+        (``secmod status``): plain lines, never a secret; empty when it has nothing to say."""
+        stored = self.store.load(user)
+        caller = self.calls.get(stored.module) if stored is not None else None
+        if stored is None or caller is None:
+            return ()
+        state = self.sealed.open_state(user, stored.module, stored.state)
+        if state is None:
+            return ()
+        return caller.describe_user(DescribeRequest(settings=caller.settings, user=user, now=self.clock(), state=state))
 
     # -- enrolment -----------------------------------------------------------------
 

@@ -180,6 +180,7 @@ from secmod.hookspecs import (
     Challenge,
     ChallengeRequest,
     Field,
+    DescribeRequest,
     ForgetRequest,
     ModuleError,
     ModuleInfo,
@@ -349,6 +350,12 @@ def recover(request: RecoverRequest[${camel}Settings]) -> Verdict | None:
         ):
             return Accepted(state={**request.state, "counter": counter + 2}, reason="resync")
     return Rejected(reason="resync_failed")
+
+
+@hookimpl
+def describe_user(request: DescribeRequest[${camel}Settings]) -> tuple[str, ...] | None:
+    """Plain lines about the enrolment for an operator (secmod status); never a secret."""
+    return None
 
 
 @hookimpl

@@ -16,12 +16,14 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["SEALED_PREFIX", "KeyRing", "SealError"]
+__all__ = ["SEALED_PREFIX", "KeyRing", "SealError", "open_sealed_settings", "reseal_settings"]
 
 SEALED_PREFIX = "sealed:"
 """How a sealed setting value starts in ``secmod.toml``."""
@@ -57,7 +59,23 @@ class KeyRing:
         return ring
 
     def reload(self) -> None:
-        """Read the file again (another process may have rotated)."""
+        """Read the file again (another process may have rotated).
+
+        :raises SealError: the file cannot be read, or other users may read or change it
+            (refused as ssh refuses an open private key: a copy of the ring opens every
+            sealed secret and module state).
+        """
+        try:
+            mode = self.path.stat().st_mode & 0o777
+        except OSError as error:
+            raise SealError(f"{self.path}: unreadable key file ({type(error).__name__})") from None
+        # Others may neither read nor change it; the group may read (a service group), not
+        # write: a planted primary key would seal every new secret under a known key.
+        if mode & 0o027:
+            raise SealError(
+                f"{self.path}: the key file may be read or changed by other users (mode {mode:04o}); "
+                f"run chmod 600 {self.path}"
+            )
         try:
             data = json.loads(self.path.read_text())
             keys = {item["id"]: AESGCM(base64.b64decode(item["key"])) for item in data["keys"]}
@@ -134,3 +152,42 @@ class KeyRing:
 
     def unseal_setting(self, module: str, key: str, value: str) -> str:
         return self.unseal(value.removeprefix(SEALED_PREFIX), context=f"setting:{module}.{key}").decode()
+
+
+def open_sealed_settings(keyring: KeyRing, module: str, value: Any, path: tuple[str, ...] = ()) -> Any:
+    """``value`` (a module's settings table, or a part of it at ``path``) with every
+    ``"sealed:..."`` string opened, at any depth.
+
+    Each sealed string is bound to its dotted key (``keys.<public id>.aes_key``), so a
+    table of secrets is sealed value by value and a sealed value moved elsewhere does not
+    open. A table sealed whole (one string) still opens as that string.
+
+    :raises SealError: the message starts with the dotted key of the value that does not open.
+    """
+    if isinstance(value, str) and value.startswith(SEALED_PREFIX):
+        key = ".".join(path)
+        try:
+            return keyring.unseal_setting(module, key, value)
+        except SealError as error:
+            raise SealError(f"{key}: {error}") from None
+    if isinstance(value, Mapping):
+        return {name: open_sealed_settings(keyring, module, item, (*path, str(name))) for name, item in value.items()}
+    if isinstance(value, list):
+        return [open_sealed_settings(keyring, module, item, path) for item in value]
+    return value
+
+
+def reseal_settings(keyring: KeyRing, module: str, table: MutableMapping[str, Any], path: tuple[str, ...] = ()) -> int:
+    """Re-seal, in place and at any depth, every sealed string of ``table`` under the
+    primary key; returns how many. ``table`` may be a tomlkit table (comments are kept)."""
+    count = 0
+    for name in list(table):
+        item = table[name]
+        here = (*path, str(name))
+        if isinstance(item, str) and item.startswith(SEALED_PREFIX):
+            key = ".".join(here)
+            table[name] = keyring.seal_setting(module, key, keyring.unseal_setting(module, key, item))
+            count += 1
+        elif isinstance(item, MutableMapping):
+            count += reseal_settings(keyring, module, item, here)
+    return count

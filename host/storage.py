@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
+from .errors import StoreUnavailable
+
 __all__ = ["AuditEvent", "BackupCode", "Enrolment", "HostRecord", "PendingStep", "Throttle", "open_engine"]
 
 log = logging.getLogger("secmod.host")
@@ -160,5 +162,12 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
     if migrate:
         from .migrations import upgrade
 
-        upgrade(engine)
+        try:
+            upgrade(engine)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+            # The first contact with the database: say it cannot be reached, in one line
+            # (the driver's first line names host and port, never a password).
+            engine.dispose()
+            cause = str(getattr(error, "orig", None) or type(error).__name__).strip().splitlines()
+            raise StoreUnavailable(f"the database cannot be reached ({(cause or ['?'])[0][:200]})") from None
     return engine

@@ -9,6 +9,7 @@ import time
 
 import pyotp
 import pytest
+from secmod.hookspecs import messages
 from secmod.host.cli import app
 from typer.testing import CliRunner
 
@@ -60,7 +61,7 @@ def test_enrol_verify_recover_status_disable(config):
     ok = secmod("verify", "alice@example.com", "--code", next_code)
     assert ok.exit_code == 0 and "accepted" in ok.output
     again = secmod("verify", "alice@example.com", "--code", next_code)
-    assert again.exit_code == 1 and "You have 4 attempts remaining." in again.output
+    assert again.exit_code == 1 and messages.CODE_ALREADY_USED in again.output
     recovered = secmod("recover", "alice@example.com", "--answer", f"code={backup}")
     assert recovered.exit_code == 0 and "Your New Backup Code is:" in recovered.output
     status = secmod("status", "alice@example.com")
@@ -99,6 +100,41 @@ def test_errors_are_one_line_without_traceback(config):
     assert "digits: Input should be 6 or 8" in result.output and "Traceback" not in result.output
     missing = runner.invoke(app, ["--config", str(config.parent / "nope.toml"), "modules"])
     assert missing.exit_code == 2 and "config file not found" in missing.output
+
+
+def test_the_tour_speaks_plainly(config):
+    """status without internal names, audit with a header, recover without echo, disable documented."""
+    plain = secmod("status", "carol@example.com")
+    assert plain.exit_code == 0 and "carol@example.com: no second factor" in plain.output
+    assert "not_required" not in plain.output and "(" not in plain.output
+    totp, backup = enroll("dave@example.com", config)
+    typed = secmod("recover", "dave@example.com", input=backup + "\n")  # asked, hidden
+    assert typed.exit_code == 0 and "Your New Backup Code is:" in typed.output
+    assert backup not in typed.output
+    audit = secmod("audit").output.splitlines()
+    assert audit[0].split() == ["time", "(UTC)", "audience", "user", "module", "event", "outcome", "reason", "actor"]
+    help_text = secmod("disable", "--help").output
+    assert "--yes" in help_text and "asks for confirmation" in help_text
+
+
+def test_serve_without_the_web_extra_says_what_to_install(config):
+    # A fresh interpreter where the web extra's packages cannot be imported.
+    script = (
+        "import sys\n"
+        "for name in ('fastapi', 'uvicorn', 'starlette', 'jinja2'): sys.modules[name] = None\n"
+        "from secmod.host.cli import main\n"
+        "sys.argv = ['secmod', 'serve']\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "error: secmod serve needs the web extra: pip install 'secmod[web]'"
+
+
+def test_help_texts_show_their_defaults():
+    serve_help = secmod("serve", "--help").output
+    assert "default [web] host" in serve_help and "default [web] port" in serve_help
+    assert "default: 50" in secmod("audit", "--help").output.replace("[", "").replace("]", "")
 
 
 def test_recover_asks_for_the_fields_the_method_declares(config):
@@ -170,3 +206,35 @@ def test_a_lost_key_file_stops_every_command_with_one_line(config):
         assert result.exit_code == 2, (command, result.output)
         assert "sealed with keys" in result.output and "restore that key file" in result.output
         assert "Traceback" not in result.output
+
+
+def test_status_shows_the_learned_clock_drift(config):
+    totp, _ = enroll("erin@example.com", config)
+    assert "clock" not in secmod("status", "erin@example.com").output  # in step: nothing to say
+    # A phone 2.5 minutes ahead: re-synced with two consecutive codes, its drift is learned.
+    resync = secmod("recover", "erin@example.com", "--method", "resync",
+                    "--answer", f"code={totp.at(time.time() + 150)}",
+                    "--answer", f"next_code={totp.at(time.time() + 180)}")
+    assert resync.exit_code == 0, resync.output
+    status = secmod("status", "erin@example.com").output
+    assert re.search(r"device clock: about [23] min \d+ s ahead of the server's \(learned", status), status
+
+
+def test_seal_writes_a_nested_secret_in_its_place(config):
+    """secmod seal yubikey keys.ID.aes_key: one secret of a table, sealed where it belongs."""
+    import tomllib
+
+    from secmod_yubikey.testing.soft_yubikey import SoftYubiKey
+
+    key = SoftYubiKey()
+    place = f"keys.{key.public_id}"
+    for name, value in (("aes_key", key.aes_key.hex()), ("private_id", key.private_id.hex())):
+        done = secmod("seal", "yubikey", f"{place}.{name}", "--write", input=value + "\n")
+        assert done.exit_code == 0, done.output
+    table = tomllib.loads(config.read_text())["modules"]["yubikey"]["keys"][key.public_id]
+    assert table["aes_key"].startswith("sealed:") and key.aes_key.hex() not in config.read_text()
+    from secmod.host import Host
+    from secmod.settings import load_settings
+
+    with Host(load_settings(config)) as host:
+        assert host.module_settings["yubikey"].keys[key.public_id].private_id == key.private_id.hex()

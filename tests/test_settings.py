@@ -91,3 +91,48 @@ def test_secret_settings_can_be_sealed_in_the_file(tmp_path, make_host):
     moved = host.keyring.seal_setting("totp", "other", "Sealed Co")
     with pytest.raises(ConfigError, match=r"\[modules.totp\] issuer: sealed value does not open"):
         make_host({"totp": {"issuer": moved}})
+
+
+@pytest.mark.parametrize("module", ["duo", "yubikey"])
+def test_a_relative_ca_file_is_next_to_the_config_file_not_the_working_folder(tmp_path, monkeypatch, module):
+    folder = tmp_path / "etc"
+    folder.mkdir()
+    (folder / "ca.pem").write_text("-----BEGIN CERTIFICATE-----\n")
+    path = write(folder, f'database_url = "sqlite:///s.db"\n[modules.{module}]\nca_file = "ca.pem"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    with Host(load_settings(path)) as host:
+        assert host.module_settings[module].ca_file == str(folder / "ca.pem")
+
+
+def test_nested_sealed_values_open_each_under_their_own_name(tmp_path):
+    """A table of secrets (YubiKey's keys) is sealed value by value; each is bound to its place."""
+    from secmod.host.sealing import KeyRing
+    from secmod_yubikey.testing.soft_yubikey import SoftYubiKey
+
+    ring = KeyRing.open(tmp_path / "secmod.keys")
+    key = SoftYubiKey()
+    place = f"keys.{key.public_id}"
+    aes = ring.seal_setting("yubikey", f"{place}.aes_key", key.aes_key.hex())
+    uid = ring.seal_setting("yubikey", f"{place}.private_id", key.private_id.hex())
+    path = write(tmp_path, f'database_url = "sqlite:///s.db"\n[modules.yubikey.{place}]\n'
+                           f'aes_key = "{aes}"\nprivate_id = "{uid}"\n')
+    with Host(load_settings(path)) as host:
+        opened = host.module_settings["yubikey"].keys[key.public_id]
+        assert opened.aes_key.get_secret_value() == key.aes_key.hex() and opened.private_id == key.private_id.hex()
+    swapped = write(tmp_path, f'database_url = "sqlite:///s.db"\n[modules.yubikey.{place}]\n'
+                              f'aes_key = "{uid}"\nprivate_id = "{aes}"\n')
+    with pytest.raises(ConfigError, match=rf"\[modules.yubikey\] {place}.aes_key: sealed value does not open"):
+        Host(load_settings(swapped))
+
+
+@pytest.mark.parametrize("minutes", [float("inf"), float("nan"), 1e300, 0, -1])
+def test_a_lockout_that_cannot_end_as_a_date_is_refused_by_the_model_itself(minutes):
+    """An embedding application building settings in code gets the same bound as the file."""
+    from pydantic import ValidationError
+
+    from secmod.settings import SecmodSettings
+
+    with pytest.raises(ValidationError, match="lockout_minutes"):
+        SecmodSettings(throttle={"lockout_minutes": minutes})

@@ -18,12 +18,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from secmod.hookspecs import Audience, User
+from secmod.hookspecs import CONFIG_DIR, Audience, User
 from secmod.host import Host, SecmodError
-from secmod.settings import ConfigError, describe_validation_error, load_settings
+from secmod.settings import ConfigError, SecmodSettings, load_settings
 
 from .app import client_context, flash, render, require_csrf, web_of
-from .config_form import describe_inputs, read_form, write_config
+from .config_form import describe_errors, describe_inputs, read_form, write_config
 from .pages import ADMIN, admin_account
 
 __all__ = ["router"]
@@ -32,10 +32,8 @@ log = logging.getLogger("secmod.web")
 
 router = APIRouter(prefix="/admin", dependencies=[Depends(require_csrf)], include_in_schema=False)
 
-GLOBAL_SETTINGS = {
-    "force_clients": "Force Client Users to enable Two Factor Authentication on Next Login",
-    "force_admins": "Force Administrative Users to enable Two Factor Authentication on Next Login",
-}
+# The labels are the settings model's titles (WHMCS's wording), kept in one place.
+GLOBAL_SETTINGS = {key: SecmodSettings.model_fields[key].title or key for key in ("force_clients", "force_admins")}
 
 
 def _page(request: Request, template: str, account: Any, *, status_code: int = 200, **context: Any) -> Response:
@@ -130,8 +128,15 @@ def _module_page(request: Request, account: Any, name: str, *, error: str = "", 
     host = web_of(request).host
     module = _module_or_404(request, name)
     current = host.module_settings[name]
-    inputs = describe_inputs(module.info.settings_model, current)
+    base_url = host.settings.web.base_url.rstrip("/")
+    inputs = describe_inputs(module.info.settings_model, current,
+                             places={"{web.base_url}": base_url, "{base_url}": base_url})
+    secrets_dropped = ""
     if form is not None:  # show what was sent back after an error (never a secret)
+        typed = [item.label for item in inputs if item.kind == "secret" and str(form.get(item.name, "")).strip()]
+        if typed:
+            secrets_dropped = (f"{' and '.join(typed)} {'was' if len(typed) == 1 else 'were'} not kept: "
+                               "type it again. Secrets are never sent back to the browser.")
         inputs = [
             item if item.kind in ("secret", "unsupported") else dataclasses.replace(
                 item, value=("on" if item.name in form else "") if item.kind == "checkbox" else str(form.get(item.name, ""))
@@ -139,9 +144,9 @@ def _module_page(request: Request, account: Any, name: str, *, error: str = "", 
             for item in inputs
         ]
     status = {key: (key in form) if form is not None else getattr(current, key) for key in ("clients", "admins")}
-    redirect_url = host.callback_url(module.name)
     return _page(request, "admin/module.html", account, module=module, inputs=inputs, status=status,
-                 error=error, status_code=status_code, redirect_url=redirect_url, **_settings_context(request))
+                 error=error, status_code=status_code, redirect_url=host.callback_url(module.name),
+                 secrets_dropped=secrets_dropped, **_settings_context(request))
 
 
 @router.get("/2fa/{name}")
@@ -160,9 +165,9 @@ def save_module_settings(request: Request, name: str) -> Response:
     with web.reload_lock:
         raw, new_secrets = read_form(model, web.host.module_settings[name], form)
         try:
-            validated = model.model_validate(raw)
+            validated = model.model_validate(raw, context={CONFIG_DIR: web.host.settings.base_dir})
         except ValidationError as invalid:
-            error = describe_validation_error(invalid, where=module.info.friendly_name)
+            error = describe_errors(model, invalid)
             return _module_page(request, account, name, error=error, status_code=400, form=form)
         candidate = write_config(web.config_file, keyring=web.host.keyring, module=name, validated=validated,
                                  raw=raw, new_secrets=new_secrets)

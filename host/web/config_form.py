@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomlkit
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from secmod.hookspecs import ModuleSettings
+from secmod.settings import describe_validation_error
 from secmod.host.sealing import KeyRing
 
-__all__ = ["SettingInput", "describe_inputs", "read_form", "write_config"]
+__all__ = ["SettingInput", "describe_errors", "describe_inputs", "read_form", "write_config"]
 
 # The two "Status" boxes are drawn by the page itself, above "Configuration Settings".
 STATUS_KEYS = ("clients", "admins")
@@ -50,11 +51,14 @@ class SettingInput:
 
 
 def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
+    optional = False
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if len(args) == 1:
-            return args[0], True
-    return annotation, False
+            annotation, optional = args[0], True
+    if typing.get_origin(annotation) is typing.Annotated:  # ConfigPath: a str with a validator
+        annotation = typing.get_args(annotation)[0]
+    return annotation, optional
 
 
 def _label(name: str) -> str:
@@ -78,15 +82,27 @@ def _kind(annotation: Any) -> str:
     return "unsupported"
 
 
-def describe_inputs(model: type[ModuleSettings], current: ModuleSettings) -> list[SettingInput]:
-    """The inputs for every setting of ``model`` except the two status boxes."""
+def describe_inputs(
+    model: type[ModuleSettings], current: ModuleSettings, *, places: Mapping[str, str] | None = None
+) -> list[SettingInput]:
+    """The inputs for every setting of ``model`` except the two status boxes.
+
+    Labels and help come from the model's ``Field(title=..., description=...)``.
+
+    :param places: values for placeholders in help texts, e.g. ``{"{web.base_url}":
+        "https://portal.example"}``, so the help shows this host's real addresses.
+    """
     inputs = []
     for name, info in model.model_fields.items():
         if name in STATUS_KEYS:
             continue
         annotation, optional = _unwrap_optional(info.annotation)
         value = getattr(current, name)
-        common: dict[str, Any] = {"name": name, "label": info.title or _label(name), "help": info.description or "", "optional": optional}
+        help_text = info.description or ""
+        for placeholder, actual in (places or {}).items():
+            help_text = help_text.replace(placeholder, actual)
+        common: dict[str, Any] = {"name": name, "label": info.title or _label(name), "help": help_text,
+                                  "optional": optional}
         kind = _kind(annotation)
         if kind == "secret":
             inputs.append(SettingInput(kind=kind, is_set=value is not None and value.get_secret_value() != "", **common))
@@ -105,6 +121,12 @@ def describe_inputs(model: type[ModuleSettings], current: ModuleSettings) -> lis
         else:
             inputs.append(SettingInput(kind=kind, **common))
     return inputs
+
+
+def describe_errors(model: type[ModuleSettings], error: ValidationError) -> str:
+    """The operator's words for what is wrong: a line per field, named by its label."""
+    labels = {name: info.title or _label(name) for name, info in model.model_fields.items()}
+    return describe_validation_error(error, where="", labels=labels)
 
 
 def read_form(

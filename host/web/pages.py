@@ -177,7 +177,7 @@ def _login(request: Request, area: Area) -> Response:
     return _start_login(request, area, account, remember="remember" in form)
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def index(request: Request) -> Response:
     return RedirectResponse(CLIENT.home if _account(request, CLIENT, "in") else CLIENT.login, status_code=303)
 
@@ -283,6 +283,7 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
     account, slot = _pending(request, area)
     host = web_of(request).host
     unavailable = ""
+    locked = result is not None and result.outcome is Outcome.LOCKED
     prompt: Prompt | None = None
     saved = _open_challenge(request, slot)
     if saved is not None and "prompt" not in saved:
@@ -299,8 +300,8 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
     elif result is None:
         try:
             started = host.begin_challenge(account.as_user(), context=client_context(request))
-        except UserLocked as locked:
-            unavailable = str(locked)
+        except UserLocked as lockout:
+            unavailable, locked = str(lockout), True
         except ModuleUnavailable as error:
             unavailable = str(error)
         except NotEnrolled:
@@ -326,7 +327,8 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
     return _page(
         request, area, "second_factor.html", status_code=status_code,
         required=messages.SECOND_FACTOR_REQUIRED_ADMIN if area.is_admin else messages.SECOND_FACTOR_REQUIRED_CLIENT,
-        prompt=prompt, result=result, unavailable=unavailable, recovery_methods=methods,
+        prompt=prompt, result=result, unavailable=unavailable, recovery_methods=methods, locked=locked,
+        backup_locked=_backup_locked_message(request, account),
     )
 
 
@@ -406,9 +408,25 @@ def module_callback(request: Request, module: str) -> Response:
 # -- backup code ---------------------------------------------------------------------
 
 
+def _backup_locked_message(request: Request, account: Account) -> str:
+    """Why the backup code cannot be used now, and until when; ``""`` when it can."""
+    status = web_of(request).host.status(account.as_user())
+    if status is None or status.backup_locked_until is None:
+        return ""
+    return messages.BACKUP_CODES_LOCKED.format(until=status.backup_locked_until.strftime("%Y-%m-%d %H:%M:%S UTC"))
+
+
 def _backup_form(request: Request, area: Area, *, result: VerifyResult | None = None, status_code: int = 200) -> Response:
-    _pending(request, area)
-    return _page(request, area, "backup_login.html", result=result, status_code=status_code)
+    """The backup-code form. Backup codes have their own budget: a lockout from wrong codes
+    leaves this form working; when backup codes are locked, it says so and until when."""
+    account, _ = _pending(request, area)
+    locked = ""
+    if result is not None and result.outcome is Outcome.LOCKED and result.reason == "locked" and result.locked_until:
+        locked = messages.BACKUP_CODES_LOCKED.format(until=result.locked_until.strftime("%Y-%m-%d %H:%M:%S UTC"))
+        result = None
+    elif result is None:
+        locked = _backup_locked_message(request, account)
+    return _page(request, area, "backup_login.html", result=result, locked=locked, status_code=status_code)
 
 
 def _backup_login(request: Request, area: Area) -> Response:

@@ -218,6 +218,56 @@ def test_a_forced_admin_sees_only_their_own_setup(admin: Any, web: Any) -> None:
         assert admin.get(path, follow_redirects=False).headers["location"] == "/admin/account/security"
 
 
+@pytest.mark.parametrize("name", ["totp", "duo", "yubikey"])
+def test_module_forms_take_labels_and_help_from_the_settings_model(admin: Any, web: Any, name: str) -> None:
+    model = web.host.modules[name].info.settings_model
+    page = text(admin.get(f"/admin/2fa/{name}"))
+    for key, info in model.model_fields.items():
+        if key in ("clients", "admins"):
+            continue
+        assert info.title and info.description, f"[modules.{name}] {key} has no title or description"
+        assert info.title in page and info.description.split("{")[0][:40] in page
+    for machine_label in ("Api urls", "Ca file", "Skew search minutes", "No configuration required"):
+        assert machine_label not in page
+    if "ca_file" in model.model_fields:  # a ConfigPath is still a text input
+        assert '<input id="setting-ca_file" name="ca_file" type="text"' in admin.get(f"/admin/2fa/{name}").text
+
+
+def test_duo_help_shows_this_hosts_callback_url(admin: Any, web: Any) -> None:
+    page = text(admin.get("/admin/2fa/duo"))
+    assert "{web.base_url}" not in page and "{base_url}" not in page
+    assert web.host.settings.web.base_url.rstrip("/") + "/login/duo/callback" in page
+
+
+def test_a_module_wide_error_speaks_to_the_operator(admin: Any, web: Any) -> None:
+    page = post(admin, "/admin/2fa/yubikey", {"clients": "on", "mode": "cloud"}, page="/admin/2fa/yubikey")
+    assert page.status_code == 400
+    shown = text(page)
+    assert "YubiKey cloud mode needs a Client ID and a Secret Key from upgrade.yubico.com/getapikey" in shown
+    assert "(top level)" not in shown and "Value error" not in shown
+
+
+def test_a_failed_save_keeps_what_was_typed_except_secrets_and_says_so(admin: Any, web: Any) -> None:
+    before = web.config_file.read_text()
+    sent = {"clients": "on", "mode": "cloud", "client_id": "12345", "secret_key": "not base64 !",
+            "timeout": "7", "api_urls": "https://yk.example/wsapi/2.0/verify"}
+    page = post(admin, "/admin/2fa/yubikey", sent, page="/admin/2fa/yubikey")
+    assert page.status_code == 400
+    shown = text(page)
+    assert "Secret Key: " in shown  # the field error names the field by its label
+    assert 'value="12345"' in page.text and 'value="7"' in page.text
+    assert 'value="https://yk.example/wsapi/2.0/verify"' in page.text
+    assert "not base64 !" not in shown
+    assert "Secret Key was not kept: type it again" in shown
+    assert web.config_file.read_text() == before
+
+
+def test_save_and_cancel_are_separate_buttons(admin: Any) -> None:
+    page = admin.get("/admin/2fa/totp").text
+    assert '<div class="form-actions">' in page
+    assert '<a class="button secondary" href="/admin/2fa">Cancel</a>' in page
+
+
 def test_a_redirecting_modules_page_shows_the_callback_the_host_builds(admin: Any, web: Any) -> None:
     web.config_file.write_text(web.config_file.read_text().replace(
         "[web]\n", '[web]\nbase_url = "https://portal.example.com/"\n'))

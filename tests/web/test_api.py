@@ -108,6 +108,18 @@ def test_openapi_names_the_bearer_token(client: Any) -> None:
     assert schema["paths"]["/api/v1/verify"]["post"]["security"] == [{"HTTPBearer": []}]
 
 
+def test_a_code_used_at_enrolment_is_refused_as_already_used(client: Any, fake_clock: Any) -> None:
+    """The enrolment code cannot log in; the answer says why, so the person waits for the next."""
+    from secmod.hookspecs import messages
+
+    secret = enrol(client, fake_clock)
+    started = call(client, "/challenge", {"user": ADA})
+    again = call(client, "/verify", {"user": ADA, "answer": {"code": pyotp.TOTP(secret).at(fake_clock())},
+                                     "challenge_id": started["challenge_id"]})
+    assert (again["outcome"], again["reason"], again["message"]) == (
+        "rejected", "already_used", messages.CODE_ALREADY_USED)
+
+
 def test_recovery_methods_come_with_the_prompt_to_render(client: Any, fake_clock: Any) -> None:
     assert call(client, "/recovery-methods", {"user": ADA}) == {"methods": []}
     enrol(client, fake_clock)

@@ -294,3 +294,60 @@ def test_yubikey_login_with_the_software_key(page: Any, start_host: Any) -> None
         page.click("button:has-text('Login')")
         page.wait_for_url(re.compile(r"/clientarea$"))
         assert page.inner_text("#two-factor-status") == "enabled"
+
+
+def test_first_run_walk(page: Any, start_host: Any, fake_clock: Any) -> None:
+    """Issue 9's walk: enrol, log in at once ("already used"), the next code, a backup code
+    during a lockout, then an admin form with a validation error. Screenshots: first-run-*."""
+    host = start_host()
+    sign_up(page, host, "grace@example.com")
+    secret, backup = enable_totp(page, host, fake_clock)
+    page.goto(f"{host.url}/clientarea")
+    log_out(page)
+
+    # The code just typed at enrolment, again in the same 30 seconds: said plainly.
+    log_in(page, host, "grace@example.com")
+    page.wait_for_url(re.compile(r"/login/2fa$"))
+    page.fill("#field-code", pyotp.TOTP(secret).at(fake_clock()))
+    page.click("button:has-text('Login')")
+    assert messages.CODE_ALREADY_USED in page.inner_text("[role=alert]")
+    shot(page, "first-run-already-used")
+
+    fake_clock.advance(30)  # the app shows the next code
+    page.fill("#field-code", pyotp.TOTP(secret).at(fake_clock()))
+    page.click("button:has-text('Login')")
+    page.wait_for_url(re.compile(r"/clientarea$"))
+    shot(page, "first-run-next-code")
+    log_out(page)
+
+    # Five wrong codes lock codes; the backup code still gets in.
+    log_in(page, host, "grace@example.com")
+    for _ in range(5):
+        page.fill("#field-code", "000000")
+        page.click("button:has-text('Login')")
+    assert "Login Attempts Exceeded" in page.inner_text("main")
+    assert messages.BACKUP_WORKS_WHILE_LOCKED in page.inner_text("main")
+    shot(page, "first-run-locked")
+    page.click(f"a:has-text('{messages.LOGIN_USING_BACKUP_CODE}')")
+    page.fill("#code", backup)
+    page.click("button:has-text('Login')")
+    assert messages.BACKUP_LOGIN_OK in page.inner_text("main")
+    shot(page, "first-run-backup-during-lockout")
+
+    # The admin form: labels and help from the settings model, an error in the operator's words.
+    log_in(page, host, "admin@localhost", admin=True)
+    page.wait_for_url(re.compile(r"/admin/2fa$"))
+    page.goto(f"{host.url}/admin/2fa/yubikey")
+    assert page.locator("label[for=setting-api_urls]").inner_text() == "Validation server URLs"
+    save, cancel = page.locator(".form-actions button"), page.locator(".form-actions a:has-text('Cancel')")
+    gap = cancel.bounding_box()["x"] - (save.bounding_box()["x"] + save.bounding_box()["width"])
+    assert gap >= 8, f"Save Changes and Cancel are {gap}px apart"
+    page.check("input[name=clients]")
+    page.fill("#setting-client_id", "12345")
+    page.fill("#setting-secret_key", "not base64 !")
+    page.click("button:has-text('Save Changes')")
+    alert = page.inner_text("[role=alert]")
+    assert "Secret Key:" in alert and "Secret Key was not kept: type it again" in alert
+    assert "(top level)" not in alert and "Value error" not in alert
+    assert page.input_value("#setting-client_id") == "12345" and page.input_value("#setting-secret_key") == ""
+    shot(page, "first-run-admin-validation-error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .conftest import PASSWORD, enable_totp, log_in, log_out, post, sign_up, totp_code
@@ -121,3 +122,13 @@ def test_access_log_lines_lose_their_query_string() -> None:
                                ("127.0.0.1:5000", "GET", "/login/duo/callback?duo_code=SECRET&state=S", "1.1", 303), None)
     assert HideQueryStrings().filter(record)
     assert "SECRET" not in record.getMessage() and "/login/duo/callback?[query hidden]" in record.getMessage()
+
+
+def test_head_of_the_front_page_answers_and_pages_have_a_favicon(client: Any) -> None:
+    head = client.head("/", follow_redirects=False)
+    assert head.status_code == 303 and head.headers["location"] == "/login"
+    page = client.get("/login").text
+    found = re.search(r'<link rel="icon" href="([^"]+)"', page)
+    assert found, "no favicon link on the login page"
+    icon = client.get(found.group(1))
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")

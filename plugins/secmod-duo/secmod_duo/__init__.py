@@ -49,6 +49,7 @@ from secmod.hookspecs import (
     LogRedaction,
     ModuleError,
     ModuleInfo,
+    ConfigPath,
     ModuleSettings,
     Prompt,
     ProviderUnavailable,
@@ -106,10 +107,13 @@ class DuoSettings(ModuleSettings):
                     "Set it only when Duo must send the browser somewhere else.")
     username: Literal["email", "id"] = SettingField(
         "email", title="Duo username", description="What Duo knows the person by: their email (as WHMCS) or id.")
-    http_timeout: float = SettingField(10.0, gt=0, le=60, title="HTTP timeout (seconds)")
-    ca_file: str | None = SettingField(
+    http_timeout: float = SettingField(
+        10.0, gt=0, le=60, title="HTTP timeout (seconds)",
+        description="How long to wait for Duo before treating it as unavailable.")
+    ca_file: ConfigPath | None = SettingField(
         None, title="CA bundle",
-        description="A CA file or folder to trust instead of Duo's pinned CAs (TLS inspection, tests).")
+        description="A CA file or folder to trust instead of Duo's pinned CAs (TLS inspection, tests); "
+        "a relative path is next to secmod.toml.")
 
     @field_validator("client_id", "api_hostname", "redirect_url", mode="before")
     @classmethod
@@ -175,9 +179,9 @@ class DuoSettings(ModuleSettings):
     @field_validator("ca_file")
     @classmethod
     def _ca_file(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
+        if value is None:
             return None
-        path = Path(value.strip()).expanduser()
+        path = Path(value)
         if not path.exists():
             raise ValueError(f"CA bundle {str(path)!r} does not exist")
         return str(path)

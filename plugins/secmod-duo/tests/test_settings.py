@@ -121,7 +121,7 @@ def test_the_host_refuses_bad_settings_naming_the_key_and_not_the_secret(tmp_pat
     )
     with pytest.raises(ConfigError) as caught:
         Host(settings, entry_points=False, modules={"duo": secmod_duo})
-    assert "[modules.duo] client_secret: Value error, Client Secret must be exactly 40" in str(caught.value)
+    assert "[modules.duo] client_secret: Client Secret must be exactly 40" in str(caught.value)
     assert bad_secret not in str(caught.value)
 
 

@@ -22,6 +22,7 @@ from secmod.hookspecs import (
     ActivateRequest,
     Challenge,
     ChallengeRequest,
+    DescribeRequest,
     Field,
     ModuleError,
     ModuleInfo,
@@ -57,17 +58,30 @@ class TotpSettings(ModuleSettings):
 
     clients: bool = True
     admins: bool = True
-    digits: Literal[6, 8] = 6
-    period: int = SettingField(30, ge=15, le=120)
-    algorithm: Literal["SHA1", "SHA256", "SHA512"] = "SHA1"
-    window: int = SettingField(1, ge=0, le=10)
+    digits: Literal[6, 8] = SettingField(
+        default=6, title="Code length (digits)",
+        description="6 for every common app; 8 only if all your users' apps show 8.")
+    period: int = SettingField(
+        default=30, ge=15, le=120, title="Time step (seconds)",
+        description="How often a new code appears; apps use 30.")
+    algorithm: Literal["SHA1", "SHA256", "SHA512"] = SettingField(
+        default="SHA1", title="Algorithm", description="SHA1 is what Google Authenticator and most apps support.")
+    window: int = SettingField(
+        default=1, ge=0, le=10, title="Tolerance (time steps)",
+        description="How many steps before or after now a code is still accepted (1 = 30 s either way).")
     issuer: str | None = SettingField(
-        None, min_length=1, max_length=64,
-        description="The name authenticator apps show; unset, the host's own issuer setting.",
+        default=None, min_length=1, max_length=64, title="Issuer",
+        description="The name authenticator apps show beside the account; unset, the host's own issuer setting.",
     )
-    skew_search_minutes: int = SettingField(10, ge=0, le=24 * 60)
-    max_drift_minutes: int = SettingField(10, ge=0, le=24 * 60)
-    resync_search_minutes: int = SettingField(24 * 60, ge=1, le=7 * 24 * 60)
+    skew_search_minutes: int = SettingField(
+        default=10, ge=0, le=24 * 60, title="Clock check range (minutes)",
+        description="A wrong code that matches a time this far off is explained as a device clock that is wrong.")
+    max_drift_minutes: int = SettingField(
+        default=10, ge=0, le=24 * 60, title="Largest learned clock drift (minutes)",
+        description="How far a device's clock may run off and still log in, once its drift is learned.")
+    resync_search_minutes: int = SettingField(
+        default=24 * 60, ge=1, le=7 * 24 * 60, title="Re-sync range (minutes)",
+        description="How far off a device's clock may be for a re-sync with two consecutive codes.")
 
 
 class _Totp(pyotp.TOTP):
@@ -180,10 +194,10 @@ def configure() -> ModuleInfo:
         short_description="Get codes from an app like Google Authenticator or Duo.",
         description=(
             "Enter a code that regenerates every 30 seconds in an authenticator app. "
-            "No configuration required."
+            "Works with the defaults below; change them only if your users' apps need it."
         ),
         settings_model=TotpSettings,
-        contract=">=1.1,<2",  # RecoveryMethod and the host-drawn QR code are 1.1
+        contract=">=1.1,<2",  # RecoveryMethod, the host-drawn QR code and describe_user are 1.1
         recovery_methods=(RESYNC,),
     )
 
@@ -246,10 +260,23 @@ def verify(request: VerifyRequest[TotpSettings]) -> Verdict:
         lowest = current + drift - settings.window
         return Rejected(reason="wrong_code", detail=_diagnose_login(settings, totp, code, current, lowest, request.now))
     if step <= int(state.get("last_step", -1)):
-        return Rejected(reason="replayed")
+        return Rejected(reason="already_used", message=messages.CODE_ALREADY_USED)
     max_drift = settings.max_drift_minutes * 60 // settings.period
     learned = max(-max_drift, min(max_drift, step - current))
     return Accepted(state={**state, "last_step": step, "drift": learned})
+
+
+@hookimpl
+def describe_user(request: DescribeRequest[TotpSettings]) -> tuple[str, ...] | None:
+    """The device clock's learned offset, when it has one (``secmod status``)."""
+    drift = int(request.state.get("drift", 0))
+    if not drift:
+        return None
+    seconds = drift * request.settings.period
+    minutes, rest = divmod(abs(seconds), 60)
+    size = f"{minutes} min {rest} s" if minutes else f"{rest} s"
+    direction = "ahead of" if seconds > 0 else "behind"
+    return (f"device clock: about {size} {direction} the server's (learned; codes are checked there)",)
 
 
 @hookimpl

@@ -12,7 +12,15 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import secmod_totp
-from secmod.hookspecs import Audience, ChallengeRequest, RecoverRequest, SetupRequest, User, VerifyRequest
+from secmod.hookspecs import (
+    Audience,
+    ChallengeRequest,
+    RecoverRequest,
+    SetupRequest,
+    User,
+    VerifyRequest,
+    messages,
+)
 from secmod.host import Enrolled, Outcome
 
 # RFC 6238 appendix B: each algorithm has its own seed (docs/protocols.md §4.2).
@@ -201,7 +209,8 @@ def test_full_flow_through_the_host(make_host, fake_clock):
     enrolled = host.continue_setup(USER, started.setup_id, {"code": totp.at(fake_clock.now)})
     assert isinstance(enrolled, Enrolled) and len(enrolled.backup_codes) == 1
     # The enrolment code itself cannot log in (WHMCS records it as used).
-    assert host.verify(USER, {"code": totp.at(fake_clock.now)}).reason == "replayed"
+    used = host.verify(USER, {"code": totp.at(fake_clock.now)})
+    assert (used.reason, used.message) == ("already_used", messages.CODE_ALREADY_USED)
     fake_clock.advance(30)
     assert host.verify(USER, {"code": totp.at(fake_clock.now)}).outcome is Outcome.ACCEPTED
     fake_clock.advance(30)

@@ -42,6 +42,7 @@ from secmod.hookspecs import (
     Field,
     ModuleError,
     ModuleInfo,
+    ConfigPath,
     ModuleSettings,
     Prompt,
     ProviderUnavailable,
@@ -103,20 +104,34 @@ class YubikeySettings(ModuleSettings):
     is a secret: write it as ``"sealed:..."`` and the host opens it at start.
     """
 
-    client_id: str | None = None
-    secret_key: SecretStr | None = None
-    api_urls: list[str] = SettingField(default_factory=lambda: [DEFAULT_API_URL], min_length=1, max_length=10)
-    timeout: int = SettingField(10, ge=1, le=60)
-    """Seconds to wait for a validation server; also sent to it (ykval wants digits)."""
-    max_retries: int = SettingField(2, ge=1, le=5)
-    """Tries per server on an HTTP 5xx."""
-    retry_delay: float = SettingField(0.5, ge=0, le=5)
-    ca_file: str | None = None
-    """A CA bundle to trust instead of the system's (TLS inspection, a local server)."""
-    mode: Literal["cloud", "local"] = "cloud"
-    max_keys_per_user: int = SettingField(1, ge=1, le=10)
-    keys: dict[str, LocalKey] = SettingField(default_factory=dict, repr=False)
-    """Local mode: public id -> {aes_key, private_id[, owner]}; or one sealed string."""
+    client_id: str | None = SettingField(
+        default=None, title="Client ID", description="YubiCloud's numeric Client ID, from https://upgrade.yubico.com/getapikey/.")
+    secret_key: SecretStr | None = SettingField(
+        default=None, title="Secret Key", description="The base64 Secret Key issued with that Client ID.")
+    api_urls: list[str] = SettingField(
+        default_factory=lambda: [DEFAULT_API_URL], min_length=1, max_length=10, title="Validation server URLs",
+        description="The validation protocol 2.0 servers to ask (YubiCloud's by default).")
+    timeout: int = SettingField(
+        default=10, ge=1, le=60, title="Timeout (seconds)",
+        description="How long to wait for a validation server; also sent to it.")
+    max_retries: int = SettingField(
+        default=2, ge=1, le=5, title="Tries per server", description="How often to ask a server that answers with an error.")
+    retry_delay: float = SettingField(
+        default=0.5, ge=0, le=5, title="Pause between tries (seconds)", description="How long to wait before asking again.")
+    ca_file: ConfigPath | None = SettingField(
+        default=None, title="CA bundle",
+        description="A CA file to trust instead of the system's (TLS inspection, a local server); "
+        "a relative path is next to secmod.toml.")
+    mode: Literal["cloud", "local"] = SettingField(
+        default="cloud", title="Validation mode",
+        description="cloud: ask YubiCloud or your own server. local: secmod checks keys imported with "
+        "secmod-yubikey import-keys.")
+    max_keys_per_user: int = SettingField(
+        default=1, ge=1, le=10, title="YubiKeys per person", description="How many keys one person may register.")
+    keys: dict[str, LocalKey] = SettingField(
+        default_factory=dict, repr=False, title="Local keys",
+        description="Local mode: each key's public id, AES key and private id, sealed; "
+        "added with secmod-yubikey import-keys.")
 
     @field_validator("client_id", mode="before")
     @classmethod
@@ -125,7 +140,7 @@ class YubikeySettings(ModuleSettings):
             return None
         text = str(value).strip() if isinstance(value, int | str) and not isinstance(value, bool) else None
         if text is None or not _CLIENT_ID.match(text) or int(text) == 0:
-            raise ValueError("client_id must be the numeric Client ID from Yubico (1 to 10 digits, not 0)")
+            raise ValueError("must be the numeric Client ID from Yubico (1 to 10 digits, not 0)")
         return text
 
     @field_validator("secret_key")
@@ -139,7 +154,7 @@ class YubikeySettings(ModuleSettings):
         except (Base64Error, ValueError):
             raw = b""
         if not raw:
-            raise ValueError("secret_key must be the base64 Secret Key Yubico issued with the Client ID")
+            raise ValueError("must be the base64 Secret Key Yubico issued with the Client ID")
         return SecretStr(text)
 
     @field_validator("api_urls", mode="before")
@@ -153,19 +168,19 @@ class YubikeySettings(ModuleSettings):
         for url in value:
             parts = urlsplit(url)
             if parts.scheme not in {"http", "https"} or not parts.hostname:
-                raise ValueError(f"api_urls: {url!r} must be an http(s):// URL")
+                raise ValueError(f"{url!r} must be an http(s):// URL")
             if parts.query or parts.fragment:
-                raise ValueError(f"api_urls: {url!r} must not carry a query; the client adds it")
+                raise ValueError(f"{url!r} must not carry a query; the client adds it")
             if parts.scheme == "http" and not _is_loopback(parts.hostname):
                 # The OTP would cross the network in clear; only a local server may use http.
-                raise ValueError(f"api_urls: {url!r} must use https (plain http only on 127.0.0.1/localhost)")
+                raise ValueError(f"{url!r} must use https (plain http only on 127.0.0.1/localhost)")
         return value
 
     @field_validator("ca_file")
     @classmethod
     def _ca_file(cls, value: str | None) -> str | None:
         if value is not None and not Path(value).is_file():
-            raise ValueError(f"ca_file: {value!r} is not a file")
+            raise ValueError(f"{value!r} is not a file")
         return value
 
     @field_validator("keys", mode="before")
@@ -182,7 +197,8 @@ class YubikeySettings(ModuleSettings):
             return self  # not switched on: nothing else is needed yet
         if self.mode == "cloud" and (self.client_id is None or self.secret_key is None):
             raise ValueError(
-                "cloud mode needs client_id and secret_key (get them at https://upgrade.yubico.com/getapikey/)"
+                "YubiKey cloud mode needs a Client ID and a Secret Key from upgrade.yubico.com/getapikey "
+                "(client_id, secret_key)"
             )
         if self.mode == "local" and not self.keys:
             raise ValueError("local mode needs keys: import each YubiKey's AES key and private id first")

@@ -2,21 +2,28 @@
 
 Each YubiKey programmed for local validation has a public id (modhex, printed on
 every OTP), a 6-byte private id and a 16-byte AES key. Programming tools write these
-down once, as a CSV line:
+down once, in one of two layouts, named as the tools name them:
 
-* YubiKey Manager (``ykman otp yubiotp ... --config-output FILE``)::
+* **Yubico format**, serial number first: what YubiKey Manager writes with
+  ``ykman otp yubiotp ... --config-output FILE`` (one line per key, no header) and the
+  Personalization Tool's "Yubico format" log::
 
-      serial,public_id,private_id,aes_key,access_code,timestamp,
-      12345678,vvcccccbhcgd,2f5d71a4915d,fb1b8e4a22d27a5b0f9e0a5cd4d1a6f3,,2026-11-28T09:00:00,
+      90194,vvcccccbhcgd,2f5d71a4915d,fb1b8e4a22d27a5b0f9e0a5cd4d1a6f3,,2026-11-28T09:00:00,
 
-* the Yubico Personalization Tool's log ("Yubico format")::
+* **Traditional format**, the Personalization Tool's default log: a ``LOGGING START``
+  line, then one line per programmed slot, starting with the kind of configuration::
 
-      Yubico OTP,11/28/26 09:00,1,vvcccccbhcgd,2f5d71a4915d,fb1b8e4a22d27a5b0f9e0a5cd4d1a6f3,,,0,0,...
+      LOGGING START,11/28/26 9:00 AM
+      Yubico OTP,11/28/26 9:01 AM,1,vvcccccbhcgd,2f5d71a4915d,fb1b8e4a22d27a5b0f9e0a5cd4d1a6f3,,,0,0,...
+      Static Password,11/28/26 9:02 AM,2,...
 
-:func:`parse_key_export` reads either; :func:`dump_keys` turns the table into the one
-string the operator seals as ``[modules.yubikey] keys = "sealed:..."`` (the host opens
-sealed values at the top level of a module's table only, so the whole table is one
-value). A ``secmod`` CLI command is the intended caller; nothing here prints a secret.
+  Only ``Yubico OTP`` lines hold keys for this module; the other kinds (static
+  password, OATH-HOTP, challenge-response) are skipped, each with a note.
+
+:func:`read_key_export` reads either. In ``secmod.toml`` the table is
+``[modules.yubikey.keys.<public id>]`` with ``aes_key`` and ``private_id`` each sealed
+on its own (the host opens sealed values at any depth); a table sealed whole by an
+older version (``keys = "sealed:..."``) still opens. Nothing here prints a secret.
 """
 
 from __future__ import annotations
@@ -26,10 +33,12 @@ import io
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, SecretStr, field_validator
 
 __all__ = [
+    "KeyExport",
     "KeyImportError",
     "LocalKey",
     "check_public_id",
@@ -37,6 +46,7 @@ __all__ = [
     "load_key_table",
     "merge_keys",
     "parse_key_export",
+    "read_key_export",
 ]
 
 _HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -68,10 +78,7 @@ class LocalKey(BaseModel):
     def _aes_hex(cls, value: SecretStr) -> SecretStr:
         text = value.get_secret_value().strip().lower()
         if text.startswith("sealed:"):
-            raise ValueError(
-                "a sealed value inside the keys table is not opened by the host: seal the whole "
-                "table as one value instead (keys = \"sealed:...\", see docs/yubikey.md)"
-            )
+            raise ValueError("aes_key is still sealed: the host did not open it (wrong key file?)")
         if not _HEX32.match(text):
             raise ValueError("aes_key must be 32 hex characters (16 bytes)")
         return SecretStr(text)
@@ -98,23 +105,41 @@ def check_public_id(public_id: str) -> str:
     return text
 
 
+TRADITIONAL_KEY_KIND = "yubico otp"
+"""The Traditional format's kind of line that holds a Yubico OTP key."""
+_TRADITIONAL_START = "logging start"
+# The Personalization Tool's other kinds of configuration: logged, but no key for us.
+_TRADITIONAL_OTHER_KINDS = ("static password", "oath-hotp", "challenge-response", "chal-resp", "ndef")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyExport:
+    """What an export holds: the keys, and a note per line skipped (never a secret)."""
+
+    keys: dict[str, LocalKey]
+    skipped: tuple[str, ...] = ()
+
+
 def _from_row(row: list[str]) -> tuple[str, LocalKey]:
     fields = [f.strip() for f in row]
-    if fields and fields[0].lower() == "yubico otp":
-        # Personalization Tool log: kind, date, slot, public id, private id, aes key, ...
+    if fields and fields[0].lower() == TRADITIONAL_KEY_KIND:
+        # Traditional format: kind, time, slot, public id, private id, aes key, ...
         if len(fields) < 6:
-            raise KeyImportError("a 'Yubico OTP' log line needs 6 fields or more")
+            raise KeyImportError("a Traditional format 'Yubico OTP' line needs 6 fields or more")
         public_id, private_id, aes_key = fields[3], fields[4], fields[5]
     else:
-        # YubiKey Manager: serial, public id, private id, aes key, access code, time
+        # Yubico format: serial, public id, private id, aes key, access code, time
         if len(fields) < 4:
-            raise KeyImportError("a YubiKey Manager line needs serial,public_id,private_id,aes_key")
+            raise KeyImportError("a Yubico format line needs serial,public_id,private_id,aes_key")
         if fields[0] and not fields[0].isdigit():
-            raise KeyImportError("the first field must be the serial number (digits) or empty")
+            raise KeyImportError(
+                "not a key line: a Yubico format line starts with the serial number (digits) or is empty "
+                "there, a Traditional format line with 'Yubico OTP'"
+            )
         public_id, private_id, aes_key = fields[1], fields[2], fields[3]
     public_id = check_public_id(public_id)
     try:
-        key = LocalKey(aes_key=aes_key, private_id=private_id)
+        key = LocalKey.model_validate({"aes_key": aes_key, "private_id": private_id})
     except ValueError as error:
         # pydantic's text quotes the input; say which field only, never the value.
         problems = "; ".join(e["msg"].removeprefix("Value error, ") for e in getattr(error, "errors", lambda: [])())
@@ -122,17 +147,26 @@ def _from_row(row: list[str]) -> tuple[str, LocalKey]:
     return public_id, key
 
 
-def parse_key_export(text: str) -> dict[str, LocalKey]:
-    """Read YubiKey Manager or Personalization Tool CSV lines into a key table.
+def read_key_export(text: str) -> KeyExport:
+    """Read a Yubico format or Traditional format export into a key table.
 
-    Blank lines, ``#`` comments and a header line are skipped. A public id that
-    appears twice is an error (two keys cannot share one).
+    Blank lines, ``#`` comments, a header line and the ``LOGGING START`` line are
+    skipped quietly; configurations other than Yubico OTP are skipped with a note. A
+    public id that appears twice is an error (two keys cannot share one).
 
     :raises KeyImportError: naming the line number and the field, never a secret.
     """
     table: dict[str, LocalKey] = {}
+    skipped: list[str] = []
     for number, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
+            continue
+        kind = row[0].strip().lower()
+        if kind == _TRADITIONAL_START:
+            continue
+        if kind.startswith(_TRADITIONAL_OTHER_KINDS):
+            skipped.append(f"line {number}: skipped a {row[0].strip()} configuration "
+                           "(only Yubico OTP keys are imported)")
             continue
         if any(cell.strip().lower() in {"public_id", "public id"} for cell in row):
             continue  # a header line: no real key has that as its public id
@@ -143,7 +177,12 @@ def parse_key_export(text: str) -> dict[str, LocalKey]:
         if public_id in table:
             raise KeyImportError(f"line {number}: public id {public_id} appears twice")
         table[public_id] = key
-    return table
+    return KeyExport(keys=table, skipped=tuple(skipped))
+
+
+def parse_key_export(text: str) -> dict[str, LocalKey]:
+    """The keys of :func:`read_key_export`, without the notes."""
+    return read_key_export(text).keys
 
 
 def merge_keys(

@@ -390,7 +390,7 @@ def test_second_key_up_to_the_limit(cloud: FakeYubiCloud, ada: User) -> None:
 def test_settings_are_validated() -> None:
     assert YubikeySettings.model_validate({}).mode == "cloud"  # off: nothing needed yet
     bad = [
-        ({"clients": True}, "client_id and secret_key"),
+        ({"clients": True}, "needs a Client ID and a Secret Key"),
         ({"client_id": "abc"}, "numeric Client ID"),
         ({"client_id": 0}, "numeric Client ID"),
         ({"secret_key": "not base64!"}, "base64"),

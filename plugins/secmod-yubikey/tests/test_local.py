@@ -184,7 +184,7 @@ def test_import_refuses_duplicates_and_silent_replacement() -> None:
 
 def test_keys_setting_validation() -> None:
     key = SoftYubiKey()
-    with pytest.raises(ValueError, match="seal the whole table"):
+    with pytest.raises(ValueError, match="still sealed: the host did not open it"):
         YubikeySettings.model_validate(
             {"mode": "local", "keys": {key.public_id: {"aes_key": "sealed:k1$abc", "private_id": "00" * 6}}}
         )

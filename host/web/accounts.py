@@ -24,7 +24,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-__all__ = ["Account", "AccountExists", "AccountStore", "Session", "SessionStore", "stored_secret"]
+__all__ = [
+    "Account", "AccountExists", "AccountStore", "Session", "SessionStore", "new_csrf_token", "stored_secret",
+]
 
 # A registry of our own: these tables are the web host's, not secmod's, so they stay out of
 # secmod's metadata and migrations.
@@ -195,10 +197,15 @@ class Session:
         return self.data.pop(key, default)
 
     def rotate(self) -> None:
-        """A new session id for the same data (after each login step: no fixation)."""
+        """A new session id for the same data (after each login step: no fixation).
+
+        The form token changes with it: one planted in the anonymous session before the
+        login must not be valid after it.
+        """
         if self.token is not None and self.rotated_from is None:
             self.rotated_from = self.token
         self.token = None
+        self.data["csrf"] = new_csrf_token()
         self.changed = True
 
     def end(self) -> None:
@@ -206,6 +213,10 @@ class Session:
         self.ended = True
         self.data = {}
         self.changed = True
+
+
+def new_csrf_token() -> str:
+    return secrets.token_urlsafe(32)
 
 
 def _hash(token: str) -> str:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -29,12 +28,13 @@ from secmod.settings import config_path, load_settings
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .accounts import AccountStore, Session, SessionStore, stored_secret
+from .accounts import AccountStore, Session, SessionStore, new_csrf_token, stored_secret
 
 __all__ = ["WebHost", "create_app"]
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "secmod_session"
+CSRF_COOKIE = "secmod_csrf"  # the form token of a browser with no server-side session
 IDLE_SECONDS = 8 * 3600
 REMEMBER_SECONDS = 30 * 24 * 3600
 
@@ -88,6 +88,7 @@ class WebHost:
         # any database lookup; the key is [web] session_secret, else one made and kept.
         secret = settings.web.session_secret or stored_secret(self.accounts_engine, "session_cookie")
         self.cookie_signer = Signer(secret, salt="secmod.web.session")
+        self.csrf_signer = Signer(secret, salt="secmod.web.csrf")
 
     def _build_host(self) -> Host:
         return Host(load_settings(self.config_file if self.config_file.exists() else self._config_arg), **self.host_kwargs)
@@ -193,15 +194,30 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
     async def sessions_and_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
         uses_session = not (_is_api(request) or request.url.path.startswith("/static/"))
         session: Session | None = None
+        new_anonymous_csrf = False
         if uses_session:
-            session = await run_in_threadpool(web.sessions.load, _unsign(web, request.cookies.get(SESSION_COOKIE)))
-            if not session.get("csrf"):
-                session["csrf"] = secrets.token_urlsafe(32)
+            session = await run_in_threadpool(
+                web.sessions.load, _unsign(web.cookie_signer, request.cookies.get(SESSION_COOKIE))
+            )
+            if session.token is None:
+                # Nobody is logged in: nothing worth a database row (anonymous views would
+                # otherwise fill the table). The form token lives in its own signed cookie.
+                planted = _unsign(web.csrf_signer, request.cookies.get(CSRF_COOKIE))
+                new_anonymous_csrf = planted is None
+                session.data["csrf"] = planted or new_csrf_token()
+            elif not session.get("csrf"):
+                session["csrf"] = new_csrf_token()
             request.state.session = session
         response: Response = await call_next(request)
+        secure = web.host.settings.web.secure_cookies
+        if session is not None and session.token is None and not session.changed and new_anonymous_csrf:
+            response.set_cookie(CSRF_COOKIE, web.csrf_signer.sign(session["csrf"]).decode(), path="/",
+                                httponly=True, samesite="lax", secure=secure)
+        if session is not None and session.ended:
+            # Logged out: the next anonymous form gets a token never seen before.
+            response.delete_cookie(CSRF_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
         if session is not None and session.changed:
             token = await run_in_threadpool(web.sessions.save, session)
-            secure = web.host.settings.web.secure_cookies
             if token is None:
                 response.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
             else:
@@ -254,11 +270,11 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
     return app
 
 
-def _unsign(web: WebHost, cookie: str | None) -> str | None:
+def _unsign(signer: Signer, cookie: str | None) -> str | None:
     if not cookie:
         return None
     try:
-        return web.cookie_signer.unsign(cookie).decode()
-    except BadSignature:
+        return signer.unsign(cookie).decode()
+    except (BadSignature, UnicodeDecodeError):
         return None
 

@@ -171,7 +171,14 @@ def test_admin_disables_a_clients_second_factor(admin: Any, web: Any, client: An
     users = admin.get("/admin/users")
     assert "ada@example.com" in users.text and ">totp<" in users.text
     [ada] = web.accounts.list("client")
-    post(admin, f"/admin/users/{ada.id}/disable-2fa", page="/admin/users")
+    # One click on the users page only asks; it says what disabling does.
+    asked = admin.get(f"/admin/users/{ada.id}/disable-2fa")
+    assert asked.status_code == 200
+    assert "ada@example.com" in text(asked) and "backup code" in text(asked).lower()
+    unconfirmed = post(admin, f"/admin/users/{ada.id}/disable-2fa", page="/admin/users")
+    assert unconfirmed.status_code == 400
+    assert web.host.status(ada.as_user()) is not None
+    post(admin, f"/admin/users/{ada.id}/disable-2fa", {"confirm": "yes"}, page="/admin/users")
     assert web.host.status(ada.as_user()) is None
     events = admin.get("/admin/audit").text
     [root] = web.accounts.list("admin")

@@ -12,6 +12,7 @@ page until a second factor is enrolled (WHMCS's forced enrolment).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,10 +36,13 @@ from secmod.host import (
 from .accounts import Account, AccountExists
 from .app import Redirect, flash, render, require_csrf, session_of, web_of
 
+log = logging.getLogger("secmod.web")
+
 router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
 
 DUO_CALLBACK = "/login/duo/callback"
 LOGIN_FAILED = "Login Details Incorrect. Please try again."
+REGISTERED = "Thank you for registering. Please log in to continue."
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -226,11 +230,13 @@ def register(request: Request) -> Response:
         error = "The passwords you entered did not match."
     if not error:
         try:
-            account = web_of(request).accounts.create(Audience.CLIENT, values["email"], password, name=values["name"])
-        except AccountExists as exists:
-            error = str(exists)
-        else:
-            return _start_login(request, CLIENT, account, remember=False)
+            web_of(request).accounts.create(Audience.CLIENT, values["email"], password, name=values["name"])
+        except AccountExists:
+            # Answered exactly as a new account (the password was hashed either way, so
+            # the timing matches too): the page must not tell who has an account here.
+            log.info("registration refused: the email belongs to an existing client account")
+        flash(request, REGISTERED, "success")
+        return RedirectResponse(CLIENT.login, status_code=303)
     return render(request, "register.html", area=CLIENT, account=None, error=error, values=values, status_code=400)
 
 

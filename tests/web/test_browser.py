@@ -120,6 +120,8 @@ def sign_up(page: Any, host: LiveHost, email: str) -> None:
     page.fill("#password", PASSWORD)
     page.fill("#password_confirm", PASSWORD)
     page.click("button:has-text('Register')")
+    page.wait_for_url(re.compile(r"/login$"))
+    log_in(page, host, email)
 
 
 def log_in(page: Any, host: LiveHost, email: str, *, admin: bool = False) -> None:

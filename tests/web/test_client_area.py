@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from secmod.hookspecs import messages
@@ -188,3 +189,26 @@ def test_duo_outage_leaves_the_backup_code(tmp_path: Any, fake_clock: Any) -> No
     assert page.url.path == "/login/2fa"
     assert messages.DUO_DISRUPTION in text(page)
     assert "Login using Backup Code" in text(page)
+
+
+def test_register_does_not_tell_which_emails_have_accounts(client: Any, web: Any, make_client: Any) -> None:
+    """Issue 12 point 15: a taken email gets exactly the answer a free one gets."""
+    sign_up(client)
+    log_out(client)
+
+    def register(browser: Any, email: str) -> Any:
+        return post(browser, "/register", {"email": email, "name": "Mallory", "password": "attacker password",
+                                           "password_confirm": "attacker password"}, page="/register")
+
+    taken, free = register(make_client(), "ADA@example.com "), register(make_client(), "new@example.com")
+    assert (taken.status_code, taken.url.path) == (free.status_code, free.url.path) == (200, "/login")
+    def page(response: Any) -> str:
+        return re.sub(r'name="csrf_token" value="[^"]+"', "", text(response))
+
+    assert page(taken) == page(free)
+    assert "Please log in" in text(taken)
+    # Nothing about the owner's account changed: their password still works, Mallory's does not.
+    assert [account.name for account in web.accounts.list("client")] == ["Ada", "Mallory"]
+    assert log_in(client).url.path == "/clientarea"
+    log_out(client)
+    assert log_in(client, password="attacker password").status_code == 401

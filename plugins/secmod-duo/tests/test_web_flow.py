@@ -56,6 +56,7 @@ def web_client(tmp_path, fake):
 def sign_up_and_enable_duo(client: TestClient) -> None:
     post(client, "/register", {"email": "ada@example.com", "name": "Ada", "password": PASSWORD,
                                "password_confirm": PASSWORD}, page="/register")
+    post(client, "/login", {"email": "ada@example.com", "password": PASSWORD}, page="/login")
     done = post(client, "/account/security/setup", {"module": "duo"}, page="/account/security")
     assert messages.DUO_SETUP_NEXT_LOGIN in html.unescape(done.text)
     post(client, "/logout", {}, page="/clientarea")

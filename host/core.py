@@ -47,6 +47,7 @@ from secmod.hookspecs import (
 from secmod.settings import ConfigError, SecmodSettings, describe_validation_error, load_settings
 
 from . import backup
+from .context import RequestContext
 from .errors import ModuleUnavailable, NotEnrolled, SetupExpired, UnknownModule
 from .outcomes import ChallengeStarted, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
 from .registry import LoadedModule, ModuleRegistry, new_plugin_manager
@@ -771,6 +772,23 @@ class Host:
         log.error("module %r: hook %s raised %s", module, hook, type(error).__name__)
         log.debug("module %r failed at:\n%s", module, _frames(error))
         self._audit_now(user, module, hook, "fail", "module_error", detail=type(error).__name__)
+
+    def record_event(self, event: str, *, actor: str, outcome: str = "info", reason: str = "", detail: str = "",
+                     module: str = "", subject: User | None = None, context: RequestContext | None = None) -> None:
+        """Audit something that is not a person's second factor (a password lockout, an
+        admin's action).
+
+        :param actor: who did it (``admin:<id>``, ``web``, ``cli``).
+        :param subject: the person it was about, if any; otherwise the row's audience is
+            ``system``.
+        :param detail: plain words for the audit page; never a secret.
+        """
+        with self.engine.begin() as conn:
+            conn.execute(_AUDIT, {
+                "at": _utc(self.clock()), "audience": subject.audience.value if subject else "system",
+                "user_id": subject.id if subject else "", "module": module, "event": event[:32],
+                "outcome": outcome, "reason": reason[:64], "actor": actor[:255], "detail": detail[:500],
+            })
 
     def audit_events(self, *, user: User | None = None, limit: int = 100) -> list[AuditEvent]:
         """The newest audit events first."""

@@ -20,12 +20,14 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from secmod.hookspecs import Audience, User
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 __all__ = [
-    "Account", "AccountExists", "AccountStore", "Session", "SessionStore", "new_csrf_token", "stored_secret",
+    "Account", "AccountExists", "AccountStore", "PasswordCheck", "PasswordThrottle", "Session", "SessionStore",
+    "new_csrf_token", "stored_secret",
 ]
 
 # A registry of our own: these tables are the web host's, not secmod's, so they stay out of
@@ -35,6 +37,10 @@ _web_registry = registry()
 
 class _WebTable(SQLModel, registry=_web_registry):
     pass
+
+
+# INSERT ... ON CONFLICT DO UPDATE, the one statement that reserves an attempt.
+_UPSERTS: dict[str, Any] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 class Account(_WebTable, table=True):
@@ -63,6 +69,16 @@ class StoredSession(_WebTable, table=True):
     token_hash: str = Field(primary_key=True, max_length=64)
     data: str
     expires_at: float = Field(index=True)
+
+
+class LoginAttempts(_WebTable, table=True):
+    """Password attempts in the current window, per account or per client address."""
+
+    __tablename__ = "webhost_login_attempts"
+
+    scope: str = Field(primary_key=True, max_length=64)  # SHA-256 of "account:..." or "address:..."
+    attempts: int = 0
+    window_ends: float
 
 
 class WebSecret(_WebTable, table=True):
@@ -98,13 +114,102 @@ def _normalise_email(email: str) -> str:
     return email.strip().lower()
 
 
+def _storable(text: str) -> bool:
+    """Whether every database can hold ``text`` (PostgreSQL refuses NUL; UTF-8 lone surrogates)."""
+    return "\x00" not in text and not any(0xD800 <= ord(ch) <= 0xDFFF for ch in text)
+
+
+def _scope(kind: str, *parts: str) -> str:
+    # Hashed: a fixed-size key whatever was typed (NUL bytes, lone surrogates, 10 kB).
+    return hashlib.sha256(":".join((kind, *parts)).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordCheck:
+    """The answer to a login attempt.
+
+    :param account: set when the password was right.
+    :param locked_until: set when the attempt was refused unjudged: too many recent
+        attempts for this account (``scope == "account"``) or from this address.
+    :param first_refusal: this is the attempt that crossed the limit (audit it once).
+    """
+
+    account: Account | None = None
+    locked_until: float | None = None
+    scope: str = ""
+    first_refusal: bool = False
+
+
+class PasswordThrottle:
+    """Counts password attempts per account and per client address, exactly.
+
+    Each attempt is reserved in one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING``
+    statement before the password hash is looked at, so concurrent requests on any
+    number of processes each see their own count and at most ``per_account`` passwords
+    are ever judged per account and window. A right password gives its reservation
+    back (WHMCS resets the count on success); a refused one is never judged.
+    """
+
+    def __init__(self, engine: Engine, *, per_account: int, per_address: int, window_seconds: float,
+                 clock: Callable[[], float]) -> None:
+        if engine.dialect.name not in _UPSERTS:
+            raise ValueError(f"the web host's accounts need SQLite or PostgreSQL, not {engine.dialect.name}")
+        self.engine = engine
+        self.limits = {"account": per_account, "address": per_address}
+        self.window_seconds = window_seconds
+        self.clock = clock
+        self._insert = _UPSERTS[engine.dialect.name]
+
+    def reserve(self, audience: Audience, email: str, client_ip: str) -> tuple[dict[str, str], PasswordCheck | None]:
+        """Count one attempt; returns the scopes counted and, over a limit, the refusal."""
+        scopes = {"account": _scope("account", Audience(audience).value, _normalise_email(email))}
+        if client_ip:
+            scopes["address"] = _scope("address", client_ip)
+        now = self.clock()
+        table = LoginAttempts.__table__
+        expired = table.c.window_ends <= now
+        refusal: PasswordCheck | None = None
+        with self.engine.begin() as conn:
+            for kind, scope in scopes.items():
+                statement = self._insert(table).values(scope=scope, attempts=1, window_ends=now + self.window_seconds)
+                attempts, window_ends = conn.execute(
+                    statement.on_conflict_do_update(
+                        index_elements=[table.c.scope],
+                        set_={
+                            "attempts": sa.case((expired, 1), else_=table.c.attempts + 1),
+                            "window_ends": sa.case((expired, now + self.window_seconds), else_=table.c.window_ends),
+                        },
+                    ).returning(table.c.attempts, table.c.window_ends)
+                ).one()
+                if attempts == 1:  # a new window: forget the windows that are over
+                    conn.execute(table.delete().where(table.c.window_ends <= now))
+                limit = self.limits[kind]
+                if attempts > limit and (refusal is None or window_ends > (refusal.locked_until or 0)):
+                    refusal = PasswordCheck(locked_until=window_ends, scope=kind, first_refusal=attempts == limit + 1)
+        return scopes, refusal
+
+    def succeeded(self, scopes: dict[str, str]) -> None:
+        """The password was right: the account starts again, the address gets its attempt back."""
+        table = LoginAttempts.__table__
+        with self.engine.begin() as conn:
+            conn.execute(table.update().where(table.c.scope == scopes["account"]).values(attempts=0))
+            if "address" in scopes:
+                conn.execute(
+                    table.update().where(table.c.scope == scopes["address"], table.c.attempts > 0)
+                    .values(attempts=table.c.attempts - 1)
+                )
+
+
 class AccountStore:
     """Create accounts and check passwords."""
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: Engine, *, clock: Callable[[], float] = time.time, per_account: int = 5,
+                 per_address: int = 20, window_seconds: float = 15 * 60) -> None:
         self.engine = engine
         self.clock = clock
         self.hasher = PasswordHasher()
+        self.throttle = PasswordThrottle(engine, per_account=per_account, per_address=per_address,
+                                         window_seconds=window_seconds, clock=lambda: self.clock())
         # Checked against when the email is unknown, so a wrong email costs as long as a
         # wrong password and the timing does not tell which accounts exist.
         self._decoy_hash = self.hasher.hash(secrets.token_urlsafe(16))
@@ -135,6 +240,8 @@ class AccountStore:
         return Account(**row._mapping) if row else None
 
     def find(self, audience: Audience, email: str) -> Account | None:
+        if not _storable(email):
+            return None  # no account can have it
         table = Account.__table__
         with self.engine.connect() as conn:
             row = conn.execute(
@@ -158,10 +265,19 @@ class AccountStore:
                 sa.select(sa.func.count()).where(table.c.audience == Audience(audience).value)
             ).scalar_one()
 
-    def authenticate(self, audience: Audience, email: str, password: str) -> Account | None:
-        """The account when the password is right, else ``None``."""
+    def log_in(self, audience: Audience, email: str, password: str, *, client_ip: str) -> PasswordCheck:
+        """Check a password at a login form: throttled per account and per ``client_ip``.
+
+        Over a limit the password is not looked at: the answer says until when.
+        """
+        scopes, refusal = self.throttle.reserve(audience, email, client_ip)
+        if refusal is not None:
+            return refusal
         account = self.find(audience, email)
-        return account if self.check_password(account, password) else None
+        if not self.check_password(account, password):
+            return PasswordCheck()
+        self.throttle.succeeded(scopes)
+        return PasswordCheck(account=account)
 
     def check_password(self, account: Account | None, password: str) -> bool:
         try:

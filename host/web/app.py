@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, Signer
 from secmod.hookspecs import messages
-from secmod.host import Host
+from secmod.host import Host, RequestContext
 from secmod.host.storage import open_engine
 from secmod.settings import config_path, load_settings
 from starlette.concurrency import run_in_threadpool
@@ -30,7 +30,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .accounts import AccountStore, Session, SessionStore, new_csrf_token, stored_secret
 
-__all__ = ["WebHost", "create_app"]
+__all__ = ["WebHost", "create_app", "request_context"]
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "secmod_session"
@@ -82,7 +82,10 @@ class WebHost:
             accounts_url = "sqlite:///" + str(settings.resolve(accounts_url[len("sqlite:///"):]))
         # The web host's tables only: secmod's migrations never touch them.
         self.accounts_engine = open_engine(accounts_url, migrate=False)
-        self.accounts = AccountStore(self.accounts_engine)
+        self.accounts = AccountStore(
+            self.accounts_engine, clock=lambda: self._host.clock(),
+            window_seconds=settings.throttle.lockout_minutes * 60,
+        )
         self.sessions = SessionStore(self.accounts_engine, idle_seconds=IDLE_SECONDS, remember_seconds=REMEMBER_SECONDS)
         # The cookie holds a random token, signed so that a forged one is refused before
         # any database lookup; the key is [web] session_secret, else one made and kept.
@@ -155,6 +158,16 @@ async def require_csrf(request: Request) -> None:
     sent = form.get("csrf_token")
     if not expected or not isinstance(sent, str) or not hmac.compare_digest(sent.encode(), expected.encode()):
         raise CsrfFailure()
+
+
+def request_context(request: Request) -> RequestContext:
+    """Who is asking: ``request.client.host`` keys the per-address password throttle.
+
+    Behind a reverse proxy that is the proxy's address: run uvicorn with
+    ``--proxy-headers --forwarded-allow-ips=<the proxy>`` so it is the browser's.
+    """
+    return RequestContext(client_ip=request.client.host if request.client else "",
+                          user_agent=request.headers.get("user-agent", ""))
 
 
 def _is_api(request: Request) -> bool:

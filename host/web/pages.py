@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -34,7 +35,7 @@ from secmod.host import (
 )
 
 from .accounts import Account, AccountExists
-from .app import Redirect, flash, render, require_csrf, session_of, web_of
+from .app import Redirect, flash, render, request_context, require_csrf, session_of, web_of
 
 log = logging.getLogger("secmod.web")
 
@@ -160,10 +161,22 @@ def _login_form(request: Request, area: Area, *, error: str = "", email: str = "
 def _login(request: Request, area: Area) -> Response:
     form = request.state.form
     email = str(form.get("email", "")).strip()
-    account = web_of(request).accounts.authenticate(area.audience, email, str(form.get("password", "")))
-    if account is None:
+    web = web_of(request)
+    context = request_context(request)
+    check = web.accounts.log_in(area.audience, email, str(form.get("password", "")), client_ip=context.client_ip)
+    if check.locked_until is not None:
+        if check.first_refusal:
+            known = web.accounts.find(area.audience, email)
+            web.host.record_event(
+                "password_lockout", actor="web", outcome="fail", reason=check.scope, context=context,
+                subject=known.as_user() if known and check.scope == "account" else None,
+                detail=f"too many passwords for this {check.scope} from {context.client_ip or 'an unknown address'}",
+            )
+        until = datetime.fromtimestamp(check.locked_until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return _login_form(request, area, error=messages.LOCKED.format(until=until), email=email, status_code=429)
+    if check.account is None:
         return _login_form(request, area, error=LOGIN_FAILED, email=email, status_code=401)
-    return _start_login(request, area, account, remember="remember" in form)
+    return _start_login(request, area, check.account, remember="remember" in form)
 
 
 @router.get("/")

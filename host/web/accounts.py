@@ -81,6 +81,16 @@ class LoginAttempts(_WebTable, table=True):
     window_ends: float
 
 
+class OneTimePassword(_WebTable, table=True):
+    """An account whose password must be replaced at its next login (a table of its own:
+    ``create_all`` adds tables to an existing database, never columns)."""
+
+    __tablename__ = "webhost_one_time_password"
+
+    account_id: int = Field(primary_key=True)
+    set_at: float
+
+
 class WebSecret(_WebTable, table=True):
     """A secret the web host made for itself (the session cookie key when none is configured)."""
 
@@ -215,7 +225,7 @@ class AccountStore:
         self._decoy_hash = self.hasher.hash(secrets.token_urlsafe(16))
         _web_registry.metadata.create_all(engine)
 
-    def create(self, audience: Audience, email: str, password: str, *, name: str = "") -> Account:
+    def create(self, audience: Audience, email: str, password: str, *, name: str = "", one_time: bool = False) -> Account:
         email = _normalise_email(email)
         account = Account(
             audience=Audience(audience).value, email=email, name=name.strip(),
@@ -227,9 +237,26 @@ class AccountStore:
                 account.id = conn.execute(
                     table.insert().values(**account.model_dump(exclude={"id"})).returning(table.c.id)
                 ).scalar_one()
+                if one_time:
+                    conn.execute(OneTimePassword.__table__.insert().values(account_id=account.id, set_at=self.clock()))
         except sa.exc.IntegrityError:
             raise AccountExists(f"An account already exists for {email}.") from None
         return account
+
+    def set_password(self, account: Account, password: str, *, one_time: bool = False) -> None:
+        """Replace the password; ``one_time`` makes its owner change it at the next login."""
+        accounts, once = Account.__table__, OneTimePassword.__table__
+        with self.engine.begin() as conn:
+            conn.execute(accounts.update().where(accounts.c.id == account.id)
+                         .values(password_hash=self.hasher.hash(password)))
+            conn.execute(once.delete().where(once.c.account_id == account.id))
+            if one_time:
+                conn.execute(once.insert().values(account_id=account.id, set_at=self.clock()))
+
+    def must_change_password(self, account_id: int) -> bool:
+        once = OneTimePassword.__table__
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(once.c.account_id).where(once.c.account_id == account_id)).first() is not None
 
     def get(self, account_id: int, audience: Audience) -> Account | None:
         table = Account.__table__

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from secmod.hookspecs import Audience, Prompt, User
 from secmod.host import (
     ChallengeStarted,
+    Host,
     Enrolled,
     LoginStep,
     ModuleUnavailable,
@@ -65,7 +66,8 @@ def require_token(request: Request, credentials: Annotated[HTTPAuthorizationCred
 
 class ErrorBody(BaseModel):
     code: str = Field(description="Stable: api_disabled, unauthorized, invalid_request, not_found, user_locked, "
-                                  "not_enrolled, module_unavailable, unknown_module, setup_expired")
+                                  "not_enrolled, module_unavailable, unknown_module, setup_expired, "
+                                  "step_up_required, step_up_failed")
     message: str
 
 
@@ -75,7 +77,8 @@ class ErrorResponse(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
-    for status, text in {401: "missing or wrong API token", 422: "invalid request", 503: "API off or module unavailable"}.items()
+    for status, text in {401: "missing or wrong API token", 403: "step_up_required or step_up_failed",
+                         422: "invalid request", 503: "API off, module or database unavailable"}.items()
 }
 
 router = APIRouter(prefix="/api/v1", tags=["two-factor"], dependencies=[Depends(require_token)], responses=ERRORS)
@@ -102,8 +105,21 @@ class VerifyRequest(UserRequest):
     challenge_id: str | None = Field(None, description="From /challenge; required by redirecting modules (Duo)")
 
 
+class StepUp(BaseModel):
+    """Proof that the person is there: their current code, or a backup code.
+
+    Checked by secmod like a login answer (throttled, one-use). The host application
+    checks the person's password itself before calling, as it does at login.
+    """
+
+    answer: dict[str, str] = Field(default_factory=dict, description="The challenge's fields, e.g. {\"code\": \"123456\"}")
+    challenge_id: str | None = Field(None, max_length=255, description="From /challenge, for modules that need one")
+    backup_code: str | None = Field(None, max_length=255, description="Instead of the answer")
+
+
 class SetupRequest(UserRequest):
     module: str
+    step_up: StepUp | None = Field(None, description="Required when the person already has a second factor (replacing it)")
 
 
 class SetupContinueRequest(UserRequest):
@@ -117,7 +133,9 @@ class RecoverRequest(UserRequest):
 
 
 class DisableRequest(UserRequest):
-    actor: str = Field("api", max_length=200, description="Who did it, for the audit log")
+    actor: str = Field("api", max_length=200, description="Who did it, for the audit log; 'admin:<id>' for an "
+                                                          "administrator's action, which needs no step_up")
+    step_up: StepUp | None = Field(None, description="Required unless actor is an administrator ('admin:<id>')")
 
 
 class FieldOut(BaseModel):
@@ -204,8 +222,28 @@ def _setup_out(step: SetupStarted | Enrolled) -> SetupOut:
                     error=step.error, detail=step.detail)
 
 
-def _host(request: Request):
+def _host(request: Request) -> Host:
     return request.app.state.web.host
+
+
+def _require_step_up(request: Request, user: User, step_up: StepUp | None) -> None:
+    """Replacing or removing someone's second factor needs their current code first."""
+    host = _host(request)
+    if host.status(user) is None:
+        return
+    if step_up is None:
+        raise ApiError(403, "step_up_required", "This person has a second factor: send step_up with their current "
+                                                "code (answer) or a backup code (backup_code).")
+    if step_up.backup_code is not None:
+        result = host.recover(user, {"code": step_up.backup_code}, method="backup_code")
+    else:
+        result = host.verify(user, step_up.answer, challenge_id=step_up.challenge_id)
+    host.record_event("step_up", actor="api", outcome="ok" if result.accepted else "fail", reason=result.reason,
+                      subject=user)
+    if not result.accepted:
+        raise ApiError(403, "step_up_failed", result.message or "The second factor was not accepted.",
+                       outcome=result.outcome.value, attempts_left=result.attempts_left,
+                       locked_until=result.locked_until.isoformat() if result.locked_until else None)
 
 
 @router.post("/login-state", response_model=LoginStateOut)
@@ -244,6 +282,7 @@ def verify(body: VerifyRequest, request: Request) -> VerifyOut:
 @router.post("/setup", response_model=SetupOut, responses={404: {"model": ErrorResponse, "description": "unknown_module"}})
 def begin_setup(body: SetupRequest, request: Request) -> SetupOut:
     """Start enrolling with a module enabled for the person's audience."""
+    _require_step_up(request, body.user.as_user(), body.step_up)
     try:
         return _setup_out(_host(request).begin_setup(body.user.as_user(), body.module))
     except UnknownModule as error:
@@ -276,5 +315,9 @@ def recover(body: RecoverRequest, request: Request) -> VerifyOut:
 
 @router.post("/disable", response_model=DisableOut)
 def disable(body: DisableRequest, request: Request) -> DisableOut:
-    """Remove the person's second factor; check their password (or your admin's right) first."""
+    """Remove the person's second factor; check their password (or your admin's right) first.
+
+    The person's own removal needs ``step_up`` (their current code or a backup code)."""
+    if not body.actor.startswith("admin:"):
+        _require_step_up(request, body.user.as_user(), body.step_up)
     return DisableOut(disabled=_host(request).disable(body.user.as_user(), actor=body.actor))

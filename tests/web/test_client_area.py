@@ -97,13 +97,16 @@ def test_backup_code_logs_in_once_and_shows_a_new_one(client: Any, fake_clock: A
     assert "Login via Backup Code Successful" in post(client, "/login/backup", {"code": fresh}, page="/login/backup").text
 
 
-def test_disable_needs_the_password(client: Any, fake_clock: Any) -> None:
+def test_disable_needs_the_password_and_a_code(client: Any, fake_clock: Any) -> None:
     sign_up(client)
-    enable_totp(client, fake_clock)
-    wrong = post(client, "/account/security/disable", {"password": "not it"}, page="/account/security")
-    assert wrong.status_code == 400
-    assert messages.PASSWORD_INCORRECT in wrong.text
-    right = post(client, "/account/security/disable", {"password": PASSWORD}, page="/account/security")
+    secret, _ = enable_totp(client, fake_clock)
+    wrong = post(client, "/account/security/step-up", {"password": "not it"}, page="/account/security")
+    assert wrong.status_code == 403
+    assert messages.PASSWORD_INCORRECT in text(wrong)
+    post(client, "/account/security/step-up", {"password": PASSWORD}, page="/account/security")
+    fake_clock.advance(30)
+    post(client, "/account/security/step-up/verify", {"code": totp_code(secret, fake_clock)}, page="/account/security")
+    right = post(client, "/account/security/disable", {}, page="/account/security")
     assert messages.DISABLED in right.text
     log_out(client)
     assert log_in(client).url.path == "/clientarea"

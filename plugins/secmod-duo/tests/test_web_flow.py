@@ -91,3 +91,21 @@ def test_a_denied_login_stays_out(web_client, fake):
     assert refused.status_code == 401
     assert "The second factor you supplied was incorrect" in html.unescape(refused.text)
     assert web_client.get("/clientarea", follow_redirects=False).status_code in (302, 303)
+
+
+def test_step_up_through_duo_before_removing_it(web_client, fake):
+    """Issue 12 point 1: removing Duo asks for the password and a Duo approval first."""
+    sign_up_and_enable_duo(web_client)
+    response = log_in(web_client)
+    while response.status_code in (302, 303) and urlsplit(response.headers["location"]).netloc in ("", "localhost"):
+        response = web_client.get(response.headers["location"], follow_redirects=False)
+    web_client.get("/login/duo/callback", params=fake.come_back(response.headers["location"]))
+    refused = post(web_client, "/account/security/disable", {}, page="/account/security")
+    assert refused.status_code == 403
+    to_duo = post(web_client, "/account/security/step-up", {"password": PASSWORD}, page="/account/security",
+                  follow=False)
+    assert to_duo.headers["location"].startswith(f"https://{fake.api_hostname}/oauth/v1/authorize?")
+    proved = web_client.get("/login/duo/callback", params=fake.come_back(to_duo.headers["location"]))
+    assert proved.status_code == 200 and "you can now" in html.unescape(proved.text).lower()
+    removed = post(web_client, "/account/security/disable", {}, page="/account/security")
+    assert messages.DISABLED in html.unescape(removed.text)

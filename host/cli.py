@@ -33,6 +33,9 @@ app = typer.Typer(
 keys_app = typer.Typer(help="Manage the sealing keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
+admin_app = typer.Typer(help="Manage the reference web host's administrators.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
 F = TypeVar("F", bound=Callable[..., Any])
 _state: dict[str, Any] = {"config": None}
 
@@ -336,6 +339,33 @@ def keys_rotate() -> None:
         if settings_resealed:
             path.write_text(tomlkit.dumps(document))
     typer.echo(f"new primary key {new_key}; re-sealed {rows} stored values and {settings_resealed} settings")
+
+
+@admin_app.command("reset-password")
+@_one_line_errors
+def admin_reset_password(email: str) -> None:
+    """Give the web host's administrator EMAIL a new one-time password (printed once).
+
+    For an operator who lost theirs; it must be replaced at its first login.
+    """
+    import secrets
+
+    from secmod.host.web.app import accounts_store
+
+    settings = load_settings(_state["config"])
+    accounts = accounts_store(settings)
+    try:
+        account = accounts.find(Audience.ADMIN, email)
+        if account is None:
+            raise Failure(f"no administrator {email.strip().lower()} in the web host's accounts")
+        password = secrets.token_urlsafe(12)
+        accounts.set_password(account, password, one_time=True)
+    finally:
+        accounts.engine.dispose()
+    with _host() as host:
+        host.record_event("password_reset", actor="operator:cli", subject=account.as_user(),
+                          detail="one-time password set from the command line")
+    typer.echo(f"New one-time password for {account.email} (shown only now): {password}")
 
 
 @app.command()

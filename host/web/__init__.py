@@ -28,14 +28,15 @@ def ensure_first_admin(
     """Create the first administrator when there is none; returns whether one was made.
 
     The password comes from ``SECMOD_ADMIN_PASSWORD``, else it is generated and printed
-    once (it is stored only as an argon2 hash). ``SECMOD_ADMIN_EMAIL`` names the login.
+    once (it is stored only as an argon2 hash). Either way it is one-time: the first
+    login must replace it. ``SECMOD_ADMIN_EMAIL`` names the login.
     """
     if accounts.count(Audience.ADMIN):
         return False
     email = environ.get("SECMOD_ADMIN_EMAIL") or DEFAULT_ADMIN_EMAIL
     given = environ.get("SECMOD_ADMIN_PASSWORD")
     password = given or secrets.token_urlsafe(12)
-    accounts.create(Audience.ADMIN, email, password, name="Administrator")
+    accounts.create(Audience.ADMIN, email, password, name="Administrator", one_time=True)
     if given:
         echo(f"Created the first administrator {email} with the password from SECMOD_ADMIN_PASSWORD.")
     else:

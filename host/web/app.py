@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hmac
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,7 @@ from itsdangerous import BadSignature, Signer
 from secmod.hookspecs import messages
 from secmod.host import Host, RequestContext
 from secmod.host.storage import open_engine
-from secmod.settings import config_path, load_settings
+from secmod.settings import SecmodSettings, config_path, load_settings
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -77,15 +78,8 @@ class WebHost:
         self._host = self._build_host()
         self.reload_lock = threading.Lock()
         settings = self._host.settings
-        accounts_url = settings.web.accounts_database_url or settings.database_url
-        if accounts_url.startswith("sqlite:///") and not accounts_url.startswith("sqlite:////"):
-            accounts_url = "sqlite:///" + str(settings.resolve(accounts_url[len("sqlite:///"):]))
-        # The web host's tables only: secmod's migrations never touch them.
-        self.accounts_engine = open_engine(accounts_url, migrate=False)
-        self.accounts = AccountStore(
-            self.accounts_engine, clock=lambda: self._host.clock(),
-            window_seconds=settings.throttle.lockout_minutes * 60,
-        )
+        self.accounts = accounts_store(settings, clock=lambda: self._host.clock())
+        self.accounts_engine = self.accounts.engine
         self.sessions = SessionStore(self.accounts_engine, idle_seconds=IDLE_SECONDS, remember_seconds=REMEMBER_SECONDS)
         # The cookie holds a random token, signed so that a forged one is refused before
         # any database lookup; the key is [web] session_secret, else one made and kept.
@@ -113,6 +107,16 @@ class WebHost:
     def close(self) -> None:
         self._host.close()
         self.accounts_engine.dispose()
+
+
+def accounts_store(settings: SecmodSettings, *, clock: Callable[[], float] = time.time) -> AccountStore:
+    """The web host's accounts, where ``[web] accounts_database_url`` (or ``database_url``) says."""
+    accounts_url = settings.web.accounts_database_url or settings.database_url
+    if accounts_url.startswith("sqlite:///") and not accounts_url.startswith("sqlite:////"):
+        accounts_url = "sqlite:///" + str(settings.resolve(accounts_url[len("sqlite:///"):]))
+    # The web host's tables only: secmod's migrations never touch them.
+    return AccountStore(open_engine(accounts_url, migrate=False), clock=clock,
+                        window_seconds=settings.throttle.lockout_minutes * 60)
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))

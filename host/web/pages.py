@@ -564,10 +564,12 @@ def _change_password(request: Request, area: Area) -> Response:
         if not _proved(request, area):
             return _security_page(request, area, error=STEP_UP_NEEDED, status_code=403)
         return _security_page(request, area, error=error, status_code=400)
+    web = web_of(request)
+    if web.accounts.check_password(account, password):
+        return _security_page(request, area, error="Choose a new password, not the one you have now.", status_code=400)
     refused = _require_step_up(request, area, account)
     if refused is not None:
         return refused
-    web = web_of(request)
     web.accounts.set_password(account, password)
     web.host.record_event("password_change", actor="self", outcome="ok", subject=account.as_user(),
                           context=request_context(request))

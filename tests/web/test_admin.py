@@ -223,3 +223,42 @@ def test_a_forced_admin_sees_only_their_own_setup(admin: Any, web: Any) -> None:
     assert "Your administrator has enforced that you must enable Two-Factor Authentication" in text(page)
     for path in ("/admin/2fa", "/admin/users", "/admin/audit"):
         assert admin.get(path, follow_redirects=False).headers["location"] == "/admin/account/security"
+
+
+def test_the_first_admins_password_is_one_time(web: Any, make_client: Any) -> None:
+    """Issue 12 point 4: the printed password logs in once, to be replaced there."""
+    printed: list[str] = []
+    ensure_first_admin(web.accounts, environ={}, echo=printed.append)
+    one_time = printed[0].rsplit(": ", 1)[1]
+    browser = make_client()
+    forced = log_in(browser, "admin@localhost", one_time, admin=True)
+    assert forced.url.path == "/admin/account/security"
+    assert "for one login only" in text(forced)
+    # Nothing else is reachable until it is replaced.
+    assert browser.get("/admin/2fa").url.path == "/admin/account/security"
+    assert browser.get("/admin/users").url.path == "/admin/account/security"
+    changed = post(browser, "/admin/account/security/password",
+                   {"new_password": "my own password", "new_password_confirm": "my own password"},
+                   page="/admin/account/security")
+    assert changed.url.path == "/admin/2fa"
+    assert "Your password has been changed" in text(changed)
+    log_out(browser, admin=True)
+    assert log_in(browser, "admin@localhost", one_time, admin=True).status_code == 401
+    assert log_in(browser, "admin@localhost", "my own password", admin=True).url.path == "/admin/2fa"
+    assert any(event.event == "password_change" for event in web.host.audit_events(limit=20))
+
+
+def test_reset_password_from_the_command_line(web: Any, make_client: Any, config_file: Any) -> None:
+    from secmod.host.cli import app as cli
+    from typer.testing import CliRunner
+
+    web.accounts.create("admin", "root@example.com", PASSWORD)
+    result = CliRunner().invoke(cli, ["--config", str(config_file), "admin", "reset-password", "ROOT@example.com"])
+    assert result.exit_code == 0, result.output
+    one_time = result.output.strip().rsplit(": ", 1)[1]
+    assert PASSWORD not in result.output
+    browser = make_client()
+    assert log_in(browser, "root@example.com", PASSWORD, admin=True).status_code == 401
+    assert log_in(browser, "root@example.com", one_time, admin=True).url.path == "/admin/account/security"
+    unknown = CliRunner().invoke(cli, ["--config", str(config_file), "admin", "reset-password", "nobody@example.com"])
+    assert unknown.exit_code == 1 and "no administrator nobody@example.com" in unknown.output

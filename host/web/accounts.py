@@ -259,6 +259,8 @@ class AccountStore:
             return conn.execute(sa.select(once.c.account_id).where(once.c.account_id == account_id)).first() is not None
 
     def get(self, account_id: int, audience: Audience) -> Account | None:
+        if not -(2**63) <= account_id < 2**63:
+            return None  # beyond any database's integer: no such account
         table = Account.__table__
         with self.engine.connect() as conn:
             row = conn.execute(

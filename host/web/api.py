@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from secmod.hookspecs import Audience, Prompt, User
 from secmod.host import (
     ChallengeStarted,
@@ -84,13 +84,36 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/v1", tags=["two-factor"], dependencies=[Depends(require_token)], responses=ERRORS)
 
 
+def _storable(value: str) -> str:
+    """Refuse what a database cannot hold (PostgreSQL: NUL) or UTF-8 cannot encode."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise ValueError("must be valid Unicode (no lone surrogates)")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+"""Every string the API takes: storable in any database."""
+Identifier = Annotated[str, AfterValidator(_storable), AfterValidator(_not_blank)]
+AnswerKey = Annotated[Text, Field(max_length=64)]
+AnswerValue = Annotated[Text, Field(max_length=4096)]
+Answer = Annotated[dict[AnswerKey, AnswerValue], Field(max_length=16)]
+
+
 class Person(BaseModel):
     """The person, as the host application knows them (secmod stores only this id)."""
 
-    id: str = Field(min_length=1, max_length=255)
+    id: Identifier = Field(min_length=1, max_length=255)
     audience: Audience = Audience.CLIENT
-    email: str = Field("", max_length=255)
-    name: str = Field("", max_length=255)
+    email: Text = Field("", max_length=255)
+    name: Text = Field("", max_length=255)
 
     def as_user(self) -> User:
         return User(id=self.id, audience=self.audience, email=self.email, name=self.name)
@@ -101,8 +124,9 @@ class UserRequest(BaseModel):
 
 
 class VerifyRequest(UserRequest):
-    answer: dict[str, str] = Field(default_factory=dict, description="The prompt's fields, e.g. {\"code\": \"123456\"}")
-    challenge_id: str | None = Field(None, description="From /challenge; required by redirecting modules (Duo)")
+    answer: Answer = Field(default_factory=dict, description="The prompt's fields, e.g. {\"code\": \"123456\"}")
+    challenge_id: Text | None = Field(None, max_length=255,
+                                      description="From /challenge; required by redirecting modules (Duo)")
 
 
 class StepUp(BaseModel):
@@ -112,28 +136,29 @@ class StepUp(BaseModel):
     checks the person's password itself before calling, as it does at login.
     """
 
-    answer: dict[str, str] = Field(default_factory=dict, description="The challenge's fields, e.g. {\"code\": \"123456\"}")
-    challenge_id: str | None = Field(None, max_length=255, description="From /challenge, for modules that need one")
-    backup_code: str | None = Field(None, max_length=255, description="Instead of the answer")
+    answer: Answer = Field(default_factory=dict, description="The challenge's fields, e.g. {\"code\": \"123456\"}")
+    challenge_id: Text | None = Field(None, max_length=255, description="From /challenge, for modules that need one")
+    backup_code: Text | None = Field(None, max_length=255, description="Instead of the answer")
 
 
 class SetupRequest(UserRequest):
-    module: str
+    module: Identifier = Field(max_length=64)
     step_up: StepUp | None = Field(None, description="Required when the person already has a second factor (replacing it)")
 
 
 class SetupContinueRequest(UserRequest):
-    setup_id: str
-    answer: dict[str, str] = Field(default_factory=dict)
+    setup_id: Identifier = Field(max_length=255)
+    answer: Answer = Field(default_factory=dict)
 
 
 class RecoverRequest(UserRequest):
-    method: str = Field("backup_code", description="backup_code (answer {\"code\"}), or a module's own (totp: resync)")
-    answer: dict[str, str] = Field(default_factory=dict)
+    method: Identifier = Field("backup_code", max_length=64,
+                               description="backup_code (answer {\"code\"}), or a module's own (totp: resync)")
+    answer: Answer = Field(default_factory=dict)
 
 
 class DisableRequest(UserRequest):
-    actor: str = Field("api", max_length=200, description="Who did it, for the audit log; 'admin:<id>' for an "
+    actor: Identifier = Field("api", max_length=200, description="Who did it, for the audit log; 'admin:<id>' for an "
                                                           "administrator's action, which needs no step_up")
     step_up: StepUp | None = Field(None, description="Required unless actor is an administrator ('admin:<id>')")
 

@@ -129,7 +129,10 @@ def test_schemathesis_finds_no_server_error_in_the_json_api(hostile_app: Any) ->
                 def fuzz(case: Any) -> None:
                     kwargs = case.as_transport_kwargs(base_url="http://testserver")
                     kwargs["headers"] = {**(kwargs.get("headers") or {}), **AUTH}
-                    kwargs.pop("base_url", None)
+                    for unused in ("base_url", "cookies"):  # the API reads no cookie
+                        kwargs.pop(unused, None)
+                    if isinstance(kwargs.get("data"), bytes | str):  # requests' spelling; httpx says content
+                        kwargs["content"] = kwargs.pop("data")
                     method, url = kwargs.pop("method"), kwargs.pop("url")
                     response = client.request(method, url, **kwargs)
                     tried[f"{response.status_code // 100}xx"] += 1
@@ -183,7 +186,7 @@ def test_hypothesis_finds_no_server_error_in_the_forms(hostile_app: Any, fake_cl
             response = browser.post(path, files=None, data=None, content=_urlencode({"csrf_token": token, **encoded}),
                                     headers={"Content-Type": "application/x-www-form-urlencoded"},
                                     follow_redirects=False)
-            tried[f"{response.status_code // 100}xx"] += 1
+            tried[str(response.status_code)] += 1
             if response.status_code >= 500:
                 failures.append(f"POST {path} {fields!r}: {response.status_code} {response.text[:200]}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hmac
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,14 +17,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, Signer
 from secmod.hookspecs import messages
-from secmod.host import Host, RequestContext
+from secmod.host import Host, RequestContext, StoreUnavailable
 from secmod.host.storage import open_engine
 from secmod.settings import SecmodSettings, config_path, load_settings
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from .accounts import AccountStore, Session, SessionStore, new_csrf_token, stored_secret
 
 __all__ = ["WebHost", "create_app", "request_context"]
+
+log = logging.getLogger("secmod.web")
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "secmod_session"
@@ -164,6 +168,10 @@ async def require_csrf(request: Request) -> None:
         raise CsrfFailure()
 
 
+# Paths that never touch a browser session (so they answer while the database is away).
+SESSIONLESS_PREFIXES = ("/api/", "/static/", "/openapi.json")
+
+
 def request_context(request: Request) -> RequestContext:
     """Who is asking: ``request.client.host`` keys the per-address password throttle.
 
@@ -209,7 +217,19 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
 
     @app.middleware("http")
     async def sessions_and_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        uses_session = not (_is_api(request) or request.url.path.startswith("/static/"))
+        try:
+            response = await _with_session(request, call_next)
+        except DATABASE_DOWN as error:
+            response = _store_unavailable(request, error)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):
+            # Pages carry codes, QR secrets and names: never keep them in a cache.
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    async def _with_session(request: Request, call_next: Callable[[Request], Any]) -> Response:
+        uses_session = not request.url.path.startswith(SESSIONLESS_PREFIXES)
         session: Session | None = None
         new_anonymous_csrf = False
         if uses_session:
@@ -244,12 +264,14 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
                     # A browser-session cookie until "remember me" is honoured after the second factor.
                     max_age=REMEMBER_SECONDS if session.persistent else None,
                 )
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not request.url.path.startswith("/static/"):
-            # Pages carry codes, QR secrets and names: never keep them in a cache.
-            response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    @app.exception_handler(StoreUnavailable)
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    @app.exception_handler(sa.exc.TimeoutError)
+    async def store_unavailable(request: Request, error: Exception) -> Response:
+        return _store_unavailable(request, error)
 
     @app.exception_handler(api.ApiError)
     async def api_error(request: Request, error: api.ApiError) -> Response:
@@ -285,6 +307,38 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
         return api.error_response(422, "invalid_request", problems or "The request is not valid.")
 
     return app
+
+
+# The database is down or stalled: secmod's (the Host raises StoreUnavailable) or the web
+# host's own accounts and sessions (SQLAlchemy's errors, or its pool's wait running out).
+DATABASE_DOWN = (StoreUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+UNAVAILABLE_TITLE = "Temporarily unavailable"
+UNAVAILABLE_MESSAGE = (
+    "The service is temporarily unavailable, so nobody can log in right now. Please try again in a few minutes."
+)
+RETRY_AFTER_SECONDS = "30"
+
+
+def _store_unavailable(request: Request, error: BaseException) -> Response:
+    """A 503 that says what is going on: a page, or the API's JSON error. Never a traceback."""
+    log.warning("database unavailable (%s): answered %s %s with 503", type(error).__name__, request.method,
+                request.url.path)
+    headers = {"Retry-After": RETRY_AFTER_SECONDS}
+    if _is_api(request):
+        response: Response = JSONResponse(
+            {"error": {"code": "store_unavailable", "message": UNAVAILABLE_MESSAGE}}, status_code=503, headers=headers
+        )
+        return response
+    from .pages import ADMIN, CLIENT
+
+    area = ADMIN if request.url.path.startswith("/admin") else CLIENT
+    # Rendered without the session (it may be what could not be loaded): no account, no form.
+    return templates.TemplateResponse(
+        request, "error.html",
+        {"csrf_token": "", "flashes": [], "server_time": datetime.now(UTC), "area": area, "account": None,
+         "title": UNAVAILABLE_TITLE, "message": UNAVAILABLE_MESSAGE},
+        status_code=503, headers=headers,
+    )
 
 
 def _unsign(signer: Signer, cookie: str | None) -> str | None:

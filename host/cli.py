@@ -301,17 +301,39 @@ def seal(
     key: str,
     write: Annotated[bool, typer.Option("--write", help="Store it in the config file instead of printing it.")] = False,
 ) -> None:
-    """Seal a secret setting (read from stdin or a hidden prompt) for [modules.MODULE] KEY."""
+    """Seal a secret setting (read from stdin or a hidden prompt) for [modules.MODULE] KEY.
+
+    MODULE ``web`` seals the web host's own secrets instead: [web] api_token or session_secret.
+    """
     settings = load_settings(_state["config"])
     ring = KeyRing.open(settings.resolve(settings.sealing.key_file))
+    module = module.lower()
+    if module == "web" and key not in WEB_SECRETS:
+        raise Failure(f"[web] {key} is not a secret; sealable: {', '.join(WEB_SECRETS)}", code=2)
     value = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(key, hide_input=True)
-    sealed = ring.seal_setting(module.lower(), key, value)
+    sealed = ring.seal_setting(module, key, value)
     if not write:
         typer.echo(sealed)
         return
     path = config_path(_state["config"])
-    set_module_setting(path, module.lower(), key, sealed)
-    typer.echo(f"sealed [modules.{module.lower()}] {key} into {path}")
+    if module == "web":
+        _set_web_setting(path, key, sealed)
+        typer.echo(f"sealed [web] {key} into {path}")
+        return
+    set_module_setting(path, module, key, sealed)
+    typer.echo(f"sealed [modules.{module}] {key} into {path}")
+
+
+WEB_SECRETS = ("api_token", "session_secret")
+
+
+def _set_web_setting(path: Path, key: str, value: str) -> None:
+    """Write ``[web] KEY = value`` into the TOML file, keeping its comments."""
+    import tomlkit
+
+    document = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
+    document.setdefault("web", tomlkit.table())[key] = value
+    path.write_text(tomlkit.dumps(document))
 
 
 @keys_app.command("rotate")
@@ -330,7 +352,8 @@ def keys_rotate() -> None:
     settings_resealed = 0
     if path.exists():
         document = tomlkit.parse(path.read_text())
-        for name, table in document.get("modules", {}).items():
+        tables = [*document.get("modules", {}).items(), *([("web", document["web"])] if "web" in document else [])]
+        for name, table in tables:
             for key, value in table.items():
                 if isinstance(value, str) and value.startswith(SEALED_PREFIX):
                     plain = host.keyring.unseal_setting(name, key, value)

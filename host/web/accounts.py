@@ -9,7 +9,6 @@ secmod has its own versions of both; these are the smallest real ones.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -20,6 +19,7 @@ import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from secmod.hookspecs import Audience, User
+from secmod.host.sealing import KeyRing, SealError
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import registry
@@ -100,19 +100,31 @@ class WebSecret(_WebTable, table=True):
     value: str = Field(max_length=255, repr=False)
 
 
-def stored_secret(engine: Engine, name: str) -> str:
-    """The secret called ``name``, made on first use and kept, so restarts keep sessions."""
+def stored_secret(engine: Engine, name: str, keyring: KeyRing) -> str:
+    """The secret called ``name``, made on first use and kept, so restarts keep sessions.
+
+    Stored sealed with the host's key ring: a copy of the database alone forges nothing.
+    A value kept in plain text by an older version is sealed in place.
+    """
     _web_registry.metadata.create_all(engine)
     table = WebSecret.__table__
+    context = f"webhost_secret:{name}"
     with engine.begin() as conn:
-        value = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar()
-        if value is None:
+        stored = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar()
+        if stored is None:
             value = secrets.token_urlsafe(32)
             try:
                 with conn.begin_nested():
-                    conn.execute(table.insert().values(name=name, value=value))
+                    conn.execute(table.insert().values(name=name, value=keyring.seal(value.encode(), context=context)))
             except sa.exc.IntegrityError:  # another process made it first: use theirs
-                value = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar_one()
+                stored = conn.execute(sa.select(table.c.value).where(table.c.name == name)).scalar_one()
+        if stored is not None:
+            if "$" in stored:
+                value = keyring.unseal(stored, context=context).decode()
+            else:
+                value = stored
+                conn.execute(table.update().where(table.c.name == name, table.c.value == stored)
+                             .values(value=keyring.seal(value.encode(), context=context)))
     return value
 
 
@@ -371,9 +383,11 @@ def _hash(token: str) -> str:
 class SessionStore:
     """Server-side sessions: the cookie holds only a random token."""
 
-    def __init__(self, engine: Engine, *, idle_seconds: float, remember_seconds: float,
+    def __init__(self, engine: Engine, *, keyring: KeyRing, idle_seconds: float, remember_seconds: float,
                  clock: Callable[[], float] = time.time) -> None:
         self.engine = engine
+        # Sessions hold setup and challenge tokens: sealed, a copy of the table replays nothing.
+        self.keyring = keyring
         self.idle_seconds = idle_seconds
         self.remember_seconds = remember_seconds
         self.clock = clock
@@ -389,7 +403,12 @@ class SessionStore:
             ).first()
         if row is None or row.expires_at <= self.clock():
             return Session(token=None, data={})
-        stored = json.loads(row.data)
+        try:
+            stored = self.keyring.unseal_json(row.data, context=f"webhost_session:{_hash(token)}")
+        except (SealError, ValueError):
+            return Session(token=None, data={})  # sealed by a key since removed, or tampered with
+        if not isinstance(stored, dict):
+            return Session(token=None, data={})
         return Session(token=token, data=stored["data"], persistent=stored.get("persistent", False))
 
     def save(self, session: Session) -> str | None:
@@ -408,7 +427,8 @@ class SessionStore:
             lifetime = self.remember_seconds if session.persistent else self.idle_seconds
             conn.execute(
                 table.update().where(table.c.token_hash == _hash(session.token)).values(
-                    data=json.dumps({"data": session.data, "persistent": session.persistent}),
+                    data=self.keyring.seal_json({"data": session.data, "persistent": session.persistent},
+                                                context=f"webhost_session:{_hash(session.token)}"),
                     expires_at=now + lifetime,
                 )
             )

@@ -56,7 +56,7 @@ _bearer = HTTPBearer(auto_error=False, description="[web] api_token from secmod.
 
 
 def require_token(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    token = request.app.state.web.host.settings.web.api_token
+    token = request.app.state.web.web_secret("api_token")
     if not token:
         raise ApiError(503, "api_disabled", "The JSON API is off: set [web] api_token in secmod.toml to turn it on.")
     sent = credentials.credentials if credentials is not None else ""

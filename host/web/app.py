@@ -26,6 +26,8 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, Signer
 from secmod.hookspecs import messages
 from secmod.host import Host, RequestContext, StoreUnavailable
+from secmod.host.errors import ConfigError
+from secmod.host.sealing import SEALED_PREFIX, SealError
 from secmod.host.storage import open_engine
 from secmod.settings import SecmodSettings, config_path, load_settings
 from starlette.concurrency import run_in_threadpool
@@ -84,10 +86,12 @@ class WebHost:
         settings = self._host.settings
         self.accounts = accounts_store(settings, clock=lambda: self._host.clock())
         self.accounts_engine = self.accounts.engine
-        self.sessions = SessionStore(self.accounts_engine, idle_seconds=IDLE_SECONDS, remember_seconds=REMEMBER_SECONDS)
+        keyring = self._host.keyring
+        self.sessions = SessionStore(self.accounts_engine, keyring=keyring, idle_seconds=IDLE_SECONDS,
+                                     remember_seconds=REMEMBER_SECONDS)
         # The cookie holds a random token, signed so that a forged one is refused before
         # any database lookup; the key is [web] session_secret, else one made and kept.
-        secret = settings.web.session_secret or stored_secret(self.accounts_engine, "session_cookie")
+        secret = self.web_secret("session_secret") or stored_secret(self.accounts_engine, "session_cookie", keyring)
         self.cookie_signer = Signer(secret, salt="secmod.web.session")
         self.csrf_signer = Signer(secret, salt="secmod.web.csrf")
 
@@ -97,6 +101,17 @@ class WebHost:
     @property
     def host(self) -> Host:
         return self._host
+
+    def web_secret(self, key: str) -> str | None:
+        """``[web] api_token`` or ``session_secret``, unsealed when written sealed
+        (``secmod seal web KEY --write``)."""
+        value: str | None = getattr(self._host.settings.web, key)
+        if value and value.startswith(SEALED_PREFIX):
+            try:
+                return self._host.keyring.unseal_setting("web", key, value)
+            except SealError as error:
+                raise ConfigError(f"{self._host.settings.config_file}: [web] {key}: {error}") from None
+        return value
 
     def reload(self) -> None:
         """Read the config file again and swap the new Host in; requests under way finish

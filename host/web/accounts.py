@@ -184,9 +184,10 @@ class PasswordThrottle:
 
     def reserve(self, audience: Audience, email: str, client_ip: str) -> tuple[dict[str, str], PasswordCheck | None]:
         """Count one attempt; returns the scopes counted and, over a limit, the refusal."""
-        scopes = {"account": _scope("account", Audience(audience).value, _normalise_email(email))}
-        if client_ip:
-            scopes["address"] = _scope("address", client_ip)
+        # The address first: one over its limit stops there, so it cannot make a row for
+        # every email it invents.
+        scopes = {"address": _scope("address", client_ip)} if client_ip else {}
+        scopes["account"] = _scope("account", Audience(audience).value, _normalise_email(email))
         now = self.clock()
         table = LoginAttempts.__table__
         expired = table.c.window_ends <= now
@@ -206,8 +207,9 @@ class PasswordThrottle:
                 if attempts == 1:  # a new window: forget the windows that are over
                     conn.execute(table.delete().where(table.c.window_ends <= now))
                 limit = self.limits[kind]
-                if attempts > limit and (refusal is None or window_ends > (refusal.locked_until or 0)):
+                if attempts > limit:
                     refusal = PasswordCheck(locked_until=window_ends, scope=kind, first_refusal=attempts == limit + 1)
+                    break
         return scopes, refusal
 
     def succeeded(self, scopes: dict[str, str]) -> None:

@@ -151,3 +151,17 @@ def test_a_right_password_resets_the_accounts_count(client: Any, fake_clock: Any
             assert log_in(client, password="wrong password").status_code == 401
         assert log_in(client).url.path == "/clientarea"
         log_out(client)
+
+
+def test_an_address_over_its_limit_cannot_fill_the_table_with_invented_emails(tmp_path: Path, fake_clock: Any) -> None:
+    import sqlalchemy as sa
+    from secmod.host.web.accounts import LoginAttempts
+
+    store = AccountStore(open_engine(f"sqlite:///{tmp_path / 'a.db'}", migrate=False), clock=fake_clock,
+                         per_account=LIMIT, per_address=3)
+    for index in range(50):
+        store.log_in(Audience.CLIENT, f"invented{index}@example.com", "guess", client_ip="203.0.113.9")
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(LoginAttempts.__table__)).scalar_one()
+    assert rows == 1 + 3  # the address, and the three emails it was allowed to try
+    store.engine.dispose()

@@ -1,7 +1,7 @@
 """The secmod host: loads security modules and applies WHMCS's two-factor policies."""
 
 from .context import RequestContext
-from .core import EnrolmentStatus, Host, UserLocked
+from .core import Host
 from .errors import (
     ConfigError,
     ModuleConflictError,
@@ -12,8 +12,18 @@ from .errors import (
     SetupExpired,
     StoreUnavailable,
     UnknownModule,
+    UserLocked,
 )
-from .outcomes import ChallengeStarted, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
+from .outcomes import (
+    ChallengeStarted,
+    Enrolled,
+    EnrolmentStatus,
+    LoginState,
+    LoginStep,
+    Outcome,
+    SetupStarted,
+    VerifyResult,
+)
 
 __all__ = [
     "ChallengeStarted",
@@ -28,9 +38,9 @@ __all__ = [
     "ModuleUnavailable",
     "NotEnrolled",
     "Outcome",
+    "RequestContext",
     "SecmodError",
     "SetupExpired",
-    "RequestContext",
     "SetupStarted",
     "StoreUnavailable",
     "UnknownModule",

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-
 from secmod.hookspecs import Audience, User
 from secmod.settings import ConfigError, config_path, load_settings, set_module_setting
 
@@ -176,6 +175,9 @@ def verify(
     if state.step is not LoginStep.CHALLENGE:
         raise Failure(f"{user} has no second factor to verify ({state.step.value})")
     started = host.begin_challenge(person)
+    if isinstance(started, VerifyResult):  # the provider is down and the operator chose fail open
+        _print_result(started)
+        return
     if started.prompt.redirect_url:
         raise Failure(f"module {started.module!r} verifies in a browser; use `secmod serve`")
     typer.secho(started.prompt.message, bold=True)

@@ -35,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .accounts import AccountStore, Session, SessionStore, new_csrf_token, stored_secret
 
-__all__ = ["WebHost", "create_app", "request_context"]
+__all__ = ["WebHost", "client_context", "create_app"]
 
 log = logging.getLogger("secmod.web")
 
@@ -59,6 +59,16 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+
+
+def client_context(request: Request) -> RequestContext:
+    """The browser's address and User-Agent, for secmod's per-address throttle and audit.
+
+    The address is the TCP peer's: behind a reverse proxy, run uvicorn with
+    ``--proxy-headers`` and ``--forwarded-allow-ips`` so that this is the client's.
+    """
+    return RequestContext(client_ip=request.client.host if request.client else "",
+                          user_agent=request.headers.get("user-agent", ""))
 
 
 class Redirect(Exception):
@@ -185,16 +195,6 @@ async def require_csrf(request: Request) -> None:
 
 # Paths that never touch a browser session (so they answer while the database is away).
 SESSIONLESS_PREFIXES = ("/api/", "/static/", "/openapi.json")
-
-
-def request_context(request: Request) -> RequestContext:
-    """Who is asking: ``request.client.host`` keys the per-address password throttle.
-
-    Behind a reverse proxy that is the proxy's address: run uvicorn with
-    ``--proxy-headers --forwarded-allow-ips=<the proxy>`` so it is the browser's.
-    """
-    return RequestContext(client_ip=request.client.host if request.client else "",
-                          user_agent=request.headers.get("user-agent", ""))
 
 
 def _is_api(request: Request) -> bool:

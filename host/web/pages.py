@@ -35,7 +35,7 @@ from secmod.host import (
 )
 
 from .accounts import Account, AccountExists
-from .app import Redirect, flash, render, request_context, require_csrf, session_of, web_of
+from .app import Redirect, client_context, flash, render, require_csrf, session_of, web_of
 
 log = logging.getLogger("secmod.web")
 
@@ -175,7 +175,7 @@ def _login(request: Request, area: Area) -> Response:
     form = request.state.form
     email = str(form.get("email", "")).strip()
     web = web_of(request)
-    context = request_context(request)
+    context = client_context(request)
     check = web.accounts.log_in(area.audience, email, str(form.get("password", "")), client_ip=context.client_ip)
     if check.locked_until is not None:
         if check.first_refusal:
@@ -290,10 +290,10 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
     account, slot = _pending(request, area)
     host = web_of(request).host
     unavailable = ""
-    started: ChallengeStarted | None = None
+    started: ChallengeStarted | VerifyResult | None = None
     if result is None or result.outcome is not Outcome.LOCKED:
         try:
-            started = host.begin_challenge(account.as_user())
+            started = host.begin_challenge(account.as_user(), context=client_context(request))
         except UserLocked as locked:
             unavailable = str(locked)
         except ModuleUnavailable as error:
@@ -301,6 +301,8 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
         except NotEnrolled:
             # Disabled by an admin since the password step: ask secmod again what is due.
             return _next_step(request, area, account, slot)
+    if isinstance(started, VerifyResult):  # the provider is down and the operator chose fail open
+        return _finish_login(request, area, slot)
     if started is not None:
         _set_slot(request, area, {**slot, "challenge_id": started.challenge_id,
                                   "fields": [field.name for field in started.prompt.fields]})
@@ -315,7 +317,8 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
 
 def _judge(request: Request, area: Area, answer: dict[str, str]) -> Response:
     account, slot = _pending(request, area)
-    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=slot.get("challenge_id"))
+    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=slot.get("challenge_id"),
+                                         context=client_context(request))
     if result.accepted:
         return _finish_login(request, area, slot)
     return _challenge_page(request, area, result=result, status_code=401 if result.outcome is Outcome.REJECTED else 429)
@@ -364,7 +367,8 @@ def duo_callback(request: Request) -> Response:
         pending = (_slot(request, area) or {}).get("step_up") or {}
         account = _account(request, area, *LOGGED_IN)
         if account is not None and pending.get("password_ok") and pending.get("challenge_id"):
-            result = web_of(request).host.verify(account.as_user(), answer, challenge_id=pending["challenge_id"])
+            result = web_of(request).host.verify(account.as_user(), answer, challenge_id=pending["challenge_id"],
+                                                 context=client_context(request))
             return _step_up_judged(request, area, account, result, "second_factor")
     raise Redirect(CLIENT.login)
 
@@ -380,7 +384,8 @@ def _backup_form(request: Request, area: Area, *, result: VerifyResult | None = 
 def _backup_login(request: Request, area: Area) -> Response:
     account, slot = _pending(request, area)
     code = str(request.state.form.get("code", ""))
-    result = web_of(request).host.recover(account.as_user(), {"code": code}, method="backup_code")
+    result = web_of(request).host.recover(account.as_user(), {"code": code}, method="backup_code",
+                                          context=client_context(request))
     if not result.accepted:
         return _backup_form(request, area, result=result, status_code=401 if result.outcome is Outcome.REJECTED else 429)
     _finish_login(request, area, slot)
@@ -484,7 +489,7 @@ def _grant_step_up(request: Request, area: Area, account: Account, how: str,
     slot = {k: v for k, v in _slot(request, area).items() if k != "step_up"}
     _set_slot(request, area, {**slot, "proved_until": web.host.clock() + STEP_UP_SECONDS})
     web.host.record_event("step_up", actor="self", outcome="ok", reason=how, subject=account.as_user(),
-                          context=request_context(request))
+                          context=client_context(request))
     return _security_page(request, area, notice=STEP_UP_DONE,
                           new_backup_codes=result.new_backup_codes if result else ())
 
@@ -498,7 +503,7 @@ def _step_up_password(request: Request, area: Area) -> Response:
     """First the password (throttled like the login form), then the second factor."""
     account = signed_in(request, area)
     web = web_of(request)
-    context = request_context(request)
+    context = client_context(request)
     check = web.accounts.log_in(area.audience, account.email, str(request.state.form.get("password", "")),
                                 client_ip=context.client_ip)
     if check.locked_until is not None:
@@ -511,11 +516,16 @@ def _step_up_password(request: Request, area: Area) -> Response:
     if web.host.status(account.as_user()) is None:
         return _grant_step_up(request, area, account, "password")
     try:
-        started = web.host.begin_challenge(account.as_user())
+        started = web.host.begin_challenge(account.as_user(), context=context)
     except (UserLocked, ModuleUnavailable) as error:
         # The backup code is still a way (the host refuses it too while locked).
         _set_slot(request, area, {**_slot(request, area), "step_up": {"password_ok": True}})
         return _step_up_page(request, area, error=str(error), status_code=403 if isinstance(error, UserLocked) else 503)
+    if isinstance(started, VerifyResult):
+        # The provider is down and the operator lets logins through (fail open): that is
+        # no proof of identity for changing the factor itself. The backup code still is.
+        _set_slot(request, area, {**_slot(request, area), "step_up": {"password_ok": True}})
+        return _step_up_page(request, area, error=messages.MODULE_LOAD_ERROR, status_code=503)
     _set_slot(request, area, {**_slot(request, area), "step_up": {
         "password_ok": True, "challenge_id": started.challenge_id,
         "fields": [field.name for field in started.prompt.fields]}})
@@ -544,14 +554,16 @@ def _step_up_code(request: Request, area: Area) -> Response:
     account, pending = _step_up_pending(request, area)
     form = request.state.form
     answer = {name: str(form.get(name, "")) for name in pending.get("fields", [])}
-    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=pending.get("challenge_id"))
+    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=pending.get("challenge_id"),
+                                         context=client_context(request))
     return _step_up_judged(request, area, account, result, "second_factor")
 
 
 def _step_up_backup(request: Request, area: Area) -> Response:
     account, _ = _step_up_pending(request, area)
     code = str(request.state.form.get("backup_code", ""))
-    result = web_of(request).host.recover(account.as_user(), {"code": code}, method="backup_code")
+    result = web_of(request).host.recover(account.as_user(), {"code": code}, method="backup_code",
+                                          context=client_context(request))
     return _step_up_judged(request, area, account, result, "backup_code")
 
 
@@ -572,7 +584,7 @@ def _change_password(request: Request, area: Area) -> Response:
         return refused
     web.accounts.set_password(account, password)
     web.host.record_event("password_change", actor="self", outcome="ok", subject=account.as_user(),
-                          context=request_context(request))
+                          context=client_context(request))
     session_of(request).rotate()
     if _slot(request, area).get("stage") == "must_change_password":
         _set_slot(request, area, {"account_id": account.id, "stage": "in"})

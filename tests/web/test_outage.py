@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 import tomlkit
 from secmod.host.web import create_app
-from secmod.testing.tcp_proxy import TcpProxy
+from secmod.testing.proxy import TcpProxy
 
 from .conftest import API_TOKEN, CONFIG, TestClient, enable_totp, sign_up
 
@@ -63,3 +63,4 @@ def test_a_database_outage_is_a_clear_503_and_service_comes_back(proxied: Any, f
         assert client.get("/openapi.json").status_code == 200
         proxy.restore()
         assert client.get("/clientarea").status_code == 200
+

@@ -61,24 +61,24 @@ def _api(client: TestClient, path: str, body: Any) -> Any:
     return client.post(f"/api/v1{path}", content=json.dumps(body), headers={**AUTH, "Content-Type": "application/json"})
 
 
-@pytest.mark.parametrize("value", HOSTILE, ids=repr)
-def test_hostile_ids_are_a_4xx_with_the_api_error_shape_and_nothing_is_written(hostile_app: Any, value: str) -> None:
+def test_hostile_ids_are_a_4xx_with_the_api_error_shape_and_nothing_is_written(hostile_app: Any) -> None:
     with TestClient(hostile_app) as client:
-        before = _rows(hostile_app)
-        for path, body in (
-            ("/setup", {"user": {"id": value}, "module": "totp"}),
-            ("/setup", {"user": {"id": "ok", "email": value}, "module": value}),
-            ("/verify", {"user": {"id": value}, "answer": {"code": value}, "challenge_id": value}),
-            ("/recover", {"user": {"id": "ok"}, "answer": {value: value}, "method": value}),
-            ("/disable", {"user": {"id": "ok"}, "actor": value}),
-            ("/setup/continue", {"user": {"id": "ok"}, "setup_id": value, "answer": {}}),
-        ):
-            response = _api(client, path, body)
-            assert response.status_code < 500, (path, body, response.text)
-            if response.status_code >= 400:
-                assert set(response.json()["error"]) >= {"code", "message"}
-        if value not in ("-1", "null", "é€😀", "9" * 30):
-            assert _rows(hostile_app) == before
+        for value in HOSTILE:
+            before = _rows(hostile_app)
+            for path, body in (
+                ("/setup", {"user": {"id": value}, "module": "totp"}),
+                ("/setup", {"user": {"id": "ok", "email": value}, "module": value}),
+                ("/verify", {"user": {"id": value}, "answer": {"code": value}, "challenge_id": value}),
+                ("/recover", {"user": {"id": "ok"}, "answer": {value: value}, "method": value}),
+                ("/disable", {"user": {"id": "ok"}, "actor": value}),
+                ("/setup/continue", {"user": {"id": "ok"}, "setup_id": value, "answer": {}}),
+            ):
+                response = _api(client, path, body)
+                assert response.status_code < 500, (path, body, response.text)
+                if response.status_code >= 400:
+                    assert set(response.json()["error"]) >= {"code", "message"}
+            if value not in ("-1", "null", "é€😀", "9" * 30):  # valid ids: a setup may start
+                assert _rows(hostile_app) == before, repr(value)
 
 
 def test_integers_beyond_64_bits_in_a_url(hostile_app: Any, web_admin: Any) -> None:
@@ -174,7 +174,7 @@ def test_hypothesis_finds_no_server_error_in_the_forms(hostile_app: Any, fake_cl
         enable_totp(client, fake_clock)
         web_admin(admin)
 
-        @settings(max_examples=EXAMPLES * 8, derandomize=True, deadline=None, database=None,
+        @settings(max_examples=EXAMPLES * 4, derandomize=True, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(path=st.sampled_from(sorted(FORMS)), data=st.data())
         def fuzz(path: str, data: st.DataObject) -> None:

@@ -473,14 +473,17 @@ def _proved(request: Request, area: Area) -> bool:
     return slot.get("proved_until", 0) > web_of(request).host.clock()
 
 
-def _require_step_up(request: Request, area: Area, account: Account) -> Response | None:
+def _require_step_up(request: Request, area: Area) -> Response | None:
     """Every route that replaces or removes a second factor, or changes the password, calls
     this first (by route, whatever the module). The proof is used up by the action."""
-    slot = _slot(request, area)
     if _proved(request, area):
-        _set_slot(request, area, {k: v for k, v in slot.items() if k != "proved_until"})
+        _use_step_up(request, area)
         return None
     return _security_page(request, area, error=STEP_UP_NEEDED, status_code=403)
+
+
+def _use_step_up(request: Request, area: Area) -> None:
+    _set_slot(request, area, {k: v for k, v in _slot(request, area).items() if k != "proved_until"})
 
 
 def _grant_step_up(request: Request, area: Area, account: Account, how: str,
@@ -569,19 +572,18 @@ def _step_up_backup(request: Request, area: Area) -> Response:
 
 def _change_password(request: Request, area: Area) -> Response:
     account = signed_in(request, area, setup_allowed=True)
+    if not _proved(request, area):
+        # Before anything else: the answers below must not become a way to test passwords.
+        return _security_page(request, area, error=STEP_UP_NEEDED, status_code=403)
     form = request.state.form
     password = str(form.get("new_password", ""))
-    error = _password_problem(password, form.get("new_password_confirm"))
-    if error:
-        if not _proved(request, area):
-            return _security_page(request, area, error=STEP_UP_NEEDED, status_code=403)
-        return _security_page(request, area, error=error, status_code=400)
     web = web_of(request)
-    if web.accounts.check_password(account, password):
-        return _security_page(request, area, error="Choose a new password, not the one you have now.", status_code=400)
-    refused = _require_step_up(request, area, account)
-    if refused is not None:
-        return refused
+    error = _password_problem(password, form.get("new_password_confirm"))
+    if not error and web.accounts.check_password(account, password):
+        error = "Choose a new password, not the one you have now."
+    if error:
+        return _security_page(request, area, error=error, status_code=400)
+    _use_step_up(request, area)
     web.accounts.set_password(account, password)
     web.host.record_event("password_change", actor="self", outcome="ok", subject=account.as_user(),
                           context=client_context(request))
@@ -597,7 +599,7 @@ def _begin_setup(request: Request, area: Area) -> Response:
     account = signed_in(request, area, setup_allowed=True)
     if web_of(request).host.status(account.as_user()) is not None:
         # Replacing the second factor someone has: prove it is them first.
-        refused = _require_step_up(request, area, account)
+        refused = _require_step_up(request, area)
         if refused is not None:
             return refused
     module = str(request.state.form.get("module", ""))
@@ -637,7 +639,7 @@ def _confirm_setup(request: Request, area: Area) -> Response:
 def _disable(request: Request, area: Area) -> Response:
     account = signed_in(request, area)
     web = web_of(request)
-    refused = _require_step_up(request, area, account)
+    refused = _require_step_up(request, area)
     if refused is not None:
         return refused
     web.host.disable(account.as_user(), actor="self")

@@ -156,3 +156,12 @@ def test_the_api_asks_for_a_current_code_before_removing_or_replacing(client: An
     assert removed.json() == {"disabled": True}
     # An administrator's removal (the host application vouches for the admin) needs no code.
     assert client.post("/api/v1/disable", json={"user": user, "actor": "admin:7"}, headers=headers).status_code == 200
+
+
+def test_the_password_form_is_no_oracle_for_guessing_the_password(client: Any, fake_clock: Any) -> None:
+    """Without a step-up, sending the current password as the new one answers like any other."""
+    _enrolled(client, fake_clock)
+    for guess in (PASSWORD, "not the password"):
+        answer = post(client, f"{SECURITY}/password", {"new_password": guess, "new_password_confirm": guess},
+                      page=SECURITY)
+        assert answer.status_code == 403 and "Confirm it's you" in text(answer)

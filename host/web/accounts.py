@@ -427,10 +427,11 @@ class SessionStore:
                 session.token = secrets.token_urlsafe(32)
                 conn.execute(table.insert().values(token_hash=_hash(session.token), data="{}", expires_at=now))
             lifetime = self.remember_seconds if session.persistent else self.idle_seconds
+            token_hash = _hash(session.token)
             conn.execute(
-                table.update().where(table.c.token_hash == _hash(session.token)).values(
+                table.update().where(table.c.token_hash == token_hash).values(
                     data=self.keyring.seal_json({"data": session.data, "persistent": session.persistent},
-                                                context=f"webhost_session:{_hash(session.token)}"),
+                                                context=f"webhost_session:{token_hash}"),
                     expires_at=now + lifetime,
                 )
             )

@@ -19,8 +19,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import AfterValidator, BaseModel, Field
 from secmod.hookspecs import Audience, Prompt, User
 from secmod.host import (
-    Host,
     Enrolled,
+    Host,
     LoginStep,
     ModuleUnavailable,
     NotEnrolled,

@@ -91,6 +91,11 @@ def _slot(request: Request, area: Area) -> dict[str, Any] | None:
     return session_of(request).get(area.slot)
 
 
+def _current_slot(request: Request, area: Area) -> dict[str, Any]:
+    """The area's slot of a session that has one (guarded pages), else empty."""
+    return _slot(request, area) or {}
+
+
 def _set_slot(request: Request, area: Area, slot: dict[str, Any] | None) -> None:
     if slot is None:
         session_of(request).pop(area.slot)
@@ -364,7 +369,7 @@ def duo_callback(request: Request) -> Response:
             return _judge(request, area, answer)
     for area in (CLIENT, ADMIN):
         # Back from the provider during a step-up (replacing or removing the second factor).
-        pending = (_slot(request, area) or {}).get("step_up") or {}
+        pending = _current_slot(request, area).get("step_up") or {}
         account = _account(request, area, *LOGGED_IN)
         if account is not None and pending.get("password_ok") and pending.get("challenge_id"):
             result = web_of(request).host.verify(account.as_user(), answer, challenge_id=pending["challenge_id"],
@@ -440,7 +445,7 @@ def _security_page(request: Request, area: Area, *, error: str = "", notice: str
         request, area, "security.html", status_code=status_code, status=status, choices=choices, error=error, forced=forced,
         module_name=module.info.friendly_name if module else (status.module if status else ""),
         notice=notice, new_backup_codes=new_backup_codes, proved=_proved(request, area),
-        must_change_password=_slot(request, area).get("stage") == "must_change_password",
+        must_change_password=_current_slot(request, area).get("stage") == "must_change_password",
     )
 
 
@@ -483,13 +488,13 @@ def _require_step_up(request: Request, area: Area) -> Response | None:
 
 
 def _use_step_up(request: Request, area: Area) -> None:
-    _set_slot(request, area, {k: v for k, v in _slot(request, area).items() if k != "proved_until"})
+    _set_slot(request, area, {k: v for k, v in _current_slot(request, area).items() if k != "proved_until"})
 
 
 def _grant_step_up(request: Request, area: Area, account: Account, how: str,
                    result: VerifyResult | None = None) -> Response:
     web = web_of(request)
-    slot = {k: v for k, v in _slot(request, area).items() if k != "step_up"}
+    slot = {k: v for k, v in _current_slot(request, area).items() if k != "step_up"}
     _set_slot(request, area, {**slot, "proved_until": web.host.clock() + STEP_UP_SECONDS})
     web.host.record_event("step_up", actor="self", outcome="ok", reason=how, subject=account.as_user(),
                           context=client_context(request))
@@ -522,14 +527,14 @@ def _step_up_password(request: Request, area: Area) -> Response:
         started = web.host.begin_challenge(account.as_user(), context=context)
     except (UserLocked, ModuleUnavailable) as error:
         # The backup code is still a way (the host refuses it too while locked).
-        _set_slot(request, area, {**_slot(request, area), "step_up": {"password_ok": True}})
+        _set_slot(request, area, {**_current_slot(request, area), "step_up": {"password_ok": True}})
         return _step_up_page(request, area, error=str(error), status_code=403 if isinstance(error, UserLocked) else 503)
     if isinstance(started, VerifyResult):
         # The provider is down and the operator lets logins through (fail open): that is
         # no proof of identity for changing the factor itself. The backup code still is.
-        _set_slot(request, area, {**_slot(request, area), "step_up": {"password_ok": True}})
+        _set_slot(request, area, {**_current_slot(request, area), "step_up": {"password_ok": True}})
         return _step_up_page(request, area, error=messages.MODULE_LOAD_ERROR, status_code=503)
-    _set_slot(request, area, {**_slot(request, area), "step_up": {
+    _set_slot(request, area, {**_current_slot(request, area), "step_up": {
         "password_ok": True, "challenge_id": started.challenge_id,
         "fields": [field.name for field in started.prompt.fields]}})
     if started.prompt.redirect_url:
@@ -539,7 +544,7 @@ def _step_up_password(request: Request, area: Area) -> Response:
 
 def _step_up_pending(request: Request, area: Area) -> tuple[Account, dict[str, Any]]:
     account = signed_in(request, area)
-    pending = (_slot(request, area) or {}).get("step_up")
+    pending = _current_slot(request, area).get("step_up")
     if not pending or not pending.get("password_ok"):
         raise Redirect(area.security)
     return account, pending
@@ -549,7 +554,7 @@ def _step_up_judged(request: Request, area: Area, account: Account, result: Veri
     if result.accepted:
         return _grant_step_up(request, area, account, how, result)
     # The password is asked again with the next code: a wrong code ends this attempt.
-    _set_slot(request, area, {k: v for k, v in _slot(request, area).items() if k != "step_up"})
+    _set_slot(request, area, {k: v for k, v in _current_slot(request, area).items() if k != "step_up"})
     return _security_page(request, area, error=result.message or messages.WRONG_FACTOR, status_code=403)
 
 
@@ -588,7 +593,7 @@ def _change_password(request: Request, area: Area) -> Response:
     web.host.record_event("password_change", actor="self", outcome="ok", subject=account.as_user(),
                           context=client_context(request))
     session_of(request).rotate()
-    if _slot(request, area).get("stage") == "must_change_password":
+    if _current_slot(request, area).get("stage") == "must_change_password":
         _set_slot(request, area, {"account_id": account.id, "stage": "in"})
         flash(request, PASSWORD_CHANGED, "success")
         return RedirectResponse(area.home, status_code=303)

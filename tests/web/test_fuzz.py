@@ -22,7 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from secmod.host.web import create_app
 
-from .conftest import API_TOKEN, CONFIG, PASSWORD, TestClient, csrf_token, enable_totp, log_in, sign_up
+from .conftest import (
+    API_TOKEN,
+    CONFIG,
+    PASSWORD,
+    TestClient,
+    csrf_token,
+    enable_totp,
+    log_in,
+    sign_up,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -181,7 +190,7 @@ def test_hypothesis_finds_no_server_error_in_the_forms(hostile_app: Any, fake_cl
             browser = admin if path.startswith("/admin/") and "login" not in path else client
             fields = {name: data.draw(FORM_TEXT, label=name) for name in FORMS[path]}
             page = "/admin/2fa" if browser is admin else "/account/security"
-            token = csrf_token(browser, page) if path.endswith("/login") is False else csrf_token(browser, page)
+            token = csrf_token(browser, page)
             encoded = {name: value.encode("utf-8", "surrogatepass") for name, value in fields.items()}
             response = browser.post(path, files=None, data=None, content=_urlencode({"csrf_token": token, **encoded}),
                                     headers={"Content-Type": "application/x-www-form-urlencoded"},

@@ -42,7 +42,7 @@ def _enrolled(client: Any, fake_clock: Any) -> tuple[str, str]:
 
 
 def test_a_stolen_session_cannot_replace_remove_or_change_the_password(client: Any, web: Any, fake_clock: Any) -> None:
-    secret, _ = _enrolled(client, fake_clock)
+    _enrolled(client, fake_clock)
     [ada] = web.accounts.list("client")
     attempts = (
         (f"{SECURITY}/setup", {"module": "totp"}),

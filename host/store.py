@@ -424,10 +424,10 @@ class Store:
                 # The write first: SQLite then holds the write lock, and the load that
                 # follows sees the state the reservation was made against.
                 counts = {row[0]: row[1] for row in conn.execute(_SQLITE_RESERVE[len(budgets)], params)}
-                row = conn.execute(
+                loaded = conn.execute(
                     _LOAD, {"audience": user.audience.value, "user_id": user.id, "code_key": budgets[0].key}
                 ).first()
-                enrolment = StoredEnrolment(*row) if row is not None else None
+                enrolment = StoredEnrolment(*loaded) if loaded is not None else None
         refused = tuple(b.key for b in budgets if b.key not in counts)
         attempt = Attempt(user=user, enrolment=enrolment, budgets=budgets, counts=counts, refused=refused)
         if refused and counts:
@@ -574,13 +574,20 @@ class Store:
 
     # -- keys -----------------------------------------------------------------------
 
-    def sealed_key_ids(self) -> set[str]:
-        """The ids of the keys that sealed any stored value (the part before ``$``)."""
+    def sealed_key_ids(self, *, sample: int = 1000) -> set[str]:
+        """The ids of the keys that sealed the newest stored values (the part before ``$``).
+
+        A sample, not a scan: a lost key file shows in every row, and a row sealed with
+        some other unknown key still fails closed when it is read.
+        """
         ids: set[str] = set()
         with self._connect(single=True) as conn:
-            for column in (_enrolment.c.state, _pending.c.data):
-                key_id = sa.func.substr(column, 1, sa.func.instr(column, "$") - 1) if not self.is_postgresql \
-                    else sa.func.split_part(column, "$", 1)
+            for column, order in ((_enrolment.c.state, _enrolment.c.id), (_pending.c.data, _pending.c.expires_at)):
+                newest = sa.select(column.label("sealed")).order_by(order.desc()).limit(sample).subquery()
+                if self.is_postgresql:
+                    key_id = sa.func.split_part(newest.c.sealed, "$", 1)
+                else:
+                    key_id = sa.func.substr(newest.c.sealed, 1, sa.func.instr(newest.c.sealed, "$") - 1)
                 ids.update(conn.execute(sa.select(key_id).distinct()).scalars())
         return ids
 
@@ -589,7 +596,7 @@ class Store:
             enrolments = conn.execute(sa.select(_enrolment.c.id, _enrolment.c.audience, _enrolment.c.user_id,
                                                 _enrolment.c.module, _enrolment.c.state)).all()
             pendings = conn.execute(sa.select(_pending)).all()
-        return enrolments, pendings
+        return list(enrolments), list(pendings)
 
     def reseal_enrolment(self, row_id: int, old: str, new: str) -> int:
         """Replace a sealed state only if unchanged since read; keeps its version."""

@@ -84,7 +84,7 @@ class WebSettings(_Section):
     """The address to listen on."""
     port: int = Field(8000, ge=1, le=65535)
     base_url: str = "http://127.0.0.1:8000"
-    """The public address; Duo's redirect URL is built from it: {base_url}/login/duo/callback."""
+    """The public address; a redirecting module's callback is {base_url}/login/{module}/callback."""
     session_secret: str | None = None
     """Signs the session cookie; when unset, one is generated and kept in the accounts database."""
     api_token: str | None = None

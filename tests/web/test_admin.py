@@ -262,3 +262,12 @@ def test_reset_password_from_the_command_line(web: Any, make_client: Any, config
     assert log_in(browser, "root@example.com", one_time, admin=True).url.path == "/admin/account/security"
     unknown = CliRunner().invoke(cli, ["--config", str(config_file), "admin", "reset-password", "nobody@example.com"])
     assert unknown.exit_code == 1 and "no administrator nobody@example.com" in unknown.output
+
+
+def test_a_redirecting_modules_page_shows_the_callback_the_host_builds(admin: Any, web: Any) -> None:
+    web.config_file.write_text(web.config_file.read_text().replace(
+        "[web]\n", '[web]\nbase_url = "https://portal.example.com/"\n'))
+    web.reload()
+    page = admin.get("/admin/2fa/duo").text
+    assert 'id="redirect-url">https://portal.example.com/login/duo/callback<' in page
+    assert web.host.callback_url("duo") == "https://portal.example.com/login/duo/callback"

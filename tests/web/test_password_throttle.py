@@ -2,7 +2,8 @@
 
 The attempt is reserved in one atomic statement before the password hash is looked at,
 so no burst (threads, processes) gets more than the limit judged, on SQLite and on
-PostgreSQL; a right password sent after the limit is refused like a wrong one.
+PostgreSQL (``database``, from tests/conftest.py); a right password sent after the limit
+is refused like a wrong one.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 from secmod.hookspecs import Audience, messages
 from secmod.host.storage import open_engine
 from secmod.host.web.accounts import AccountStore
@@ -22,13 +22,6 @@ from .conftest import PASSWORD, log_in, log_out, sign_up, text
 
 LIMIT = 5
 BURST = 50
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database(request: Any, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'accounts.db'}"
-    return request.getfixturevalue("postgres_url")
 
 
 def _store(url: str, now: float) -> AccountStore:

@@ -102,3 +102,21 @@ def test_api_token_and_session_secret_sealed_in_the_config(config_file: Path, fa
             assert Signer("a session secret", salt="secmod.web.session").sign(token).decode() == cookie
     finally:
         app.state.web.close()
+
+
+def test_a_cookie_key_kept_in_plain_text_by_an_older_version_is_sealed_in_place(tmp_path: Path) -> None:
+    from secmod.host.sealing import KeyRing
+    from secmod.host.web.accounts import stored_secret
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'old.db'}", migrate=False)
+    ring = KeyRing.open(tmp_path / "keys")
+    stored_secret(engine, "other", ring)  # creates the table
+    with engine.begin() as conn:
+        conn.execute(WebSecret.__table__.insert().values(name="session_cookie", value="plain-old-secret"))
+    assert stored_secret(engine, "session_cookie", ring) == "plain-old-secret"  # sessions survive the upgrade
+    with engine.connect() as conn:
+        now = conn.execute(sa.select(WebSecret.__table__.c.value).where(WebSecret.__table__.c.name == "session_cookie"))
+        sealed = now.scalar_one()
+    assert "plain-old-secret" not in sealed and sealed.startswith(ring.primary + "$")
+    assert stored_secret(engine, "session_cookie", ring) == "plain-old-secret"
+    engine.dispose()

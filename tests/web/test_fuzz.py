@@ -112,12 +112,14 @@ def web_admin() -> Any:
 def test_an_over_long_path_setting_is_a_form_error(hostile_app: Any, web_admin: Any) -> None:
     with TestClient(hostile_app) as client:
         web_admin(client)
-        token = csrf_token(client, "/admin/2fa/duo")
-        response = client.post("/admin/2fa/duo", data={
-            "csrf_token": token, "clients": "on", "client_id": "DIXXXXXXXXXXXXXXXXXX", "client_secret": "s" * 40,
-            "api_hostname": "api-x.duosecurity.com", "ca_file": "/" + "c" * 255, "http_timeout": "10"})
-        assert response.status_code == 400
-        assert "ca_file" in response.text or "CA" in response.text
+        for ca_file in ("/" + "c" * 255, "c" * 5000, "/" + "d/" * 3000, "ca\x00file"):
+            token = csrf_token(client, "/admin/2fa/duo")
+            response = client.post("/admin/2fa/duo", data={
+                "csrf_token": token, "clients": "on", "client_id": "DIXXXXXXXXXXXXXXXXXX",
+                "client_secret": "s" * 40, "api_hostname": "api-x.duosecurity.com", "ca_file": ca_file,
+                "http_timeout": "10"})
+            assert response.status_code == 400, ca_file[:20]
+            assert "CA bundle" in response.text
 
 
 # -- the fuzzers -------------------------------------------------------------------

@@ -120,6 +120,10 @@ def test_an_over_long_path_setting_is_a_form_error(hostile_app: Any, web_admin: 
                 "http_timeout": "10"})
             assert response.status_code == 400, ca_file[:20]
             assert "CA bundle" in response.text
+            token = csrf_token(client, "/admin/2fa/yubikey")
+            response = client.post("/admin/2fa/yubikey", data={"csrf_token": token, "ca_file": ca_file})
+            assert response.status_code == 400, ca_file[:20]
+            assert "ca_file" in response.text
 
 
 # -- the fuzzers -------------------------------------------------------------------
@@ -173,6 +177,7 @@ FORMS = {
     "/admin/2fa/global": ("force_clients", "force_admins"),
     "/admin/2fa/totp": ("clients", "admins", "digits", "period", "window", "issuer"),
     "/admin/2fa/duo": ("clients", "client_id", "client_secret", "api_hostname", "ca_file", "http_timeout"),
+    "/admin/2fa/yubikey": ("clients", "client_id", "secret_key", "api_urls", "ca_file"),
     "/admin/users/1/disable-2fa": ("confirm",),
 }
 

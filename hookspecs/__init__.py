@@ -9,6 +9,7 @@ from . import messages
 from .errors import ModuleError, ProviderUnavailable
 from .markers import CONTRACT_VERSION, PROJECT, hookimpl
 from .types import (
+    BACKUP_CODE_METHOD,
     Accepted,
     Activation,
     ActivateRequest,
@@ -23,7 +24,9 @@ from .types import (
     Prompt,
     Provisioning,
     RecoverRequest,
+    RecoveryMethod,
     Rejected,
+    SettingsT,
     SetupComplete,
     SetupPrompt,
     SetupRequest,
@@ -34,6 +37,7 @@ from .types import (
 )
 
 __all__ = [
+    "BACKUP_CODE_METHOD",
     "CONTRACT_VERSION",
     "PROJECT",
     "Accepted",
@@ -52,7 +56,9 @@ __all__ = [
     "ProviderUnavailable",
     "Provisioning",
     "RecoverRequest",
+    "RecoveryMethod",
     "Rejected",
+    "SettingsT",
     "SetupComplete",
     "SetupPrompt",
     "SetupRequest",

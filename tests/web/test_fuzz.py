@@ -167,6 +167,7 @@ FORMS = {
     "/register": ("email", "name", "password", "password_confirm"),
     "/login/2fa": ("code",),
     "/login/backup": ("code",),
+    "/login/recover/resync": ("code", "next_code"),
     "/account/security/step-up": ("password",),
     "/account/security/step-up/verify": ("code",),
     "/account/security/step-up/backup": ("backup_code",),

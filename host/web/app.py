@@ -7,9 +7,12 @@ applications in other languages).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import logging
+import os
+import random
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -28,12 +31,24 @@ from secmod.hookspecs import messages
 from secmod.host import Host, RequestContext, StoreUnavailable
 from secmod.host.errors import ConfigError
 from secmod.host.sealing import SEALED_PREFIX, SealError
+from secmod.host.fleet import (
+    HostFingerprint,
+    disagreeing_hosts,
+    host_name,
+    record_fingerprint,
+    settings_fingerprint,
+)
+from secmod.host.retention import purge
 from secmod.host.storage import open_engine
 from secmod.settings import SecmodSettings, config_path, load_settings
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .accounts import AccountStore, Session, SessionStore, new_csrf_token, stored_secret
+from .observability import HealthCheck, MeteredHost, health_endpoint, metrics_endpoint
 
 __all__ = ["WebHost", "client_context", "create_app"]
 
@@ -42,6 +57,7 @@ log = logging.getLogger("secmod.web")
 HERE = Path(__file__).parent
 SESSION_COOKIE = "secmod_session"
 CSRF_COOKIE = "secmod_csrf"  # the form token of a browser with no server-side session
+HOST_NAME_ENV = "SECMOD_HOST_NAME"
 IDLE_SECONDS = 8 * 3600
 REMEMBER_SECONDS = 30 * 24 * 3600
 
@@ -91,6 +107,8 @@ class WebHost:
         self.config_file = config_path(config)
         self._config_arg = config
         self.host_kwargs = dict(host_kwargs or {})
+        # How this host is named among those sharing the database (`secmod serve` sets it).
+        self.name = os.environ.get(HOST_NAME_ENV) or host_name()
         self._host = self._build_host()
         self.reload_lock = threading.Lock()
         settings = self._host.settings
@@ -104,9 +122,14 @@ class WebHost:
         secret = self.web_secret("session_secret") or stored_secret(self.accounts_engine, "session_cookie", keyring)
         self.cookie_signer = Signer(secret, salt="secmod.web.session")
         self.csrf_signer = Signer(secret, salt="secmod.web.csrf")
+        self.health = HealthCheck()
 
     def _build_host(self) -> Host:
-        return Host(load_settings(self.config_file if self.config_file.exists() else self._config_arg), **self.host_kwargs)
+        file = self.config_file if self.config_file.exists() else self._config_arg
+        host = MeteredHost(load_settings(file), **self.host_kwargs)
+        self.fingerprint = settings_fingerprint(host.settings, host.module_settings)
+        record_fingerprint(host.engine, self.name, self.fingerprint)
+        return host
 
     @property
     def host(self) -> Host:
@@ -129,6 +152,10 @@ class WebHost:
         fresh = self._build_host()
         previous, self._host = self._host, fresh
         previous.close()
+
+    def other_hosts(self) -> list[HostFingerprint]:
+        """Hosts on this database whose settings differ from this one's."""
+        return disagreeing_hosts(self._host.engine, self.fingerprint)
 
     def server_time(self) -> datetime:
         return datetime.fromtimestamp(self._host.clock(), UTC)
@@ -193,12 +220,104 @@ async def require_csrf(request: Request) -> None:
         raise CsrfFailure()
 
 
-# Paths that never touch a browser session (so they answer while the database is away).
-SESSIONLESS_PREFIXES = ("/api/", "/static/", "/openapi.json")
-
-
 def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
+
+
+# Paths that never touch a browser session: no cookie is read and no session row loaded
+# (so they also answer while the database is away).
+SESSIONLESS_PREFIXES = ("/api/", "/static/", "/openapi.json", "/metrics", "/healthz")
+
+
+class SessionsAndHeaders:
+    """Loads the browser session, saves it when changed, adds the security headers.
+
+    A pure ASGI middleware: Starlette's ``@app.middleware("http")`` runs every request
+    through a second task and memory streams, which cost more than a verify itself.
+    """
+
+    def __init__(self, app: ASGIApp, *, web: WebHost) -> None:
+        self.app = app
+        self.web = web
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        static = path.startswith("/static/")
+        session: Session | None = None
+        new_anonymous_csrf = False
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if session is not None:
+                    for value in await self._cookie_headers(session, new_anonymous_csrf=new_anonymous_csrf):
+                        headers.append("set-cookie", value)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if not static:
+                    # Pages carry codes, QR secrets and names: never keep them in a cache.
+                    headers.setdefault("Cache-Control", "no-store")
+                started = True
+            await send(message)
+
+        try:
+            if not path.startswith(SESSIONLESS_PREFIXES):
+                session = await run_in_threadpool(
+                    self.web.sessions.load, _unsign(self.web.cookie_signer, _cookie(scope, SESSION_COOKIE))
+                )
+                if session.token is None:
+                    # Nobody is logged in: nothing worth a database row (anonymous views would
+                    # otherwise fill the table). The form token lives in its own signed cookie.
+                    planted = _unsign(self.web.csrf_signer, _cookie(scope, CSRF_COOKIE))
+                    new_anonymous_csrf = planted is None
+                    session.data["csrf"] = planted or new_csrf_token()
+                elif not session.get("csrf"):
+                    session["csrf"] = new_csrf_token()
+                scope.setdefault("state", {})["session"] = session
+            await self.app(scope, receive, send_with_headers)
+        except DATABASE_DOWN as error:
+            # Loading or saving the session failed (the pages' own failures are answered by
+            # the exception handlers): the same clear 503, if nothing was sent yet.
+            if started:
+                raise
+            session = None
+            await _store_unavailable(Request(scope), error)(scope, receive, send_with_headers)
+
+    async def _cookie_headers(self, session: Session, *, new_anonymous_csrf: bool) -> list[str]:
+        web = self.web
+        secure = web.host.settings.web.secure_cookies
+        carrier = Response()
+        if session.token is None and not session.changed and new_anonymous_csrf:
+            carrier.set_cookie(CSRF_COOKIE, web.csrf_signer.sign(session["csrf"]).decode(), path="/",
+                               httponly=True, samesite="lax", secure=secure)
+        if session.ended:
+            # Logged out: the next anonymous form gets a token never seen before.
+            carrier.delete_cookie(CSRF_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
+        if session.changed:
+            token = await run_in_threadpool(web.sessions.save, session)
+            if token is None:
+                carrier.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True,
+                                      samesite="lax")
+            else:
+                carrier.set_cookie(
+                    SESSION_COOKIE, web.cookie_signer.sign(token).decode(), path="/", httponly=True,
+                    samesite="lax", secure=secure,
+                    # A browser-session cookie until "remember me" is honoured after the second factor.
+                    max_age=REMEMBER_SECONDS if session.persistent else None,
+                )
+        return carrier.headers.getlist("set-cookie")
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            return cookie_parser(value.decode("latin-1")).get(name)
+    return None
 
 
 def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] | None = None) -> FastAPI:
@@ -213,7 +332,9 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        purging = asyncio.create_task(_purge_periodically(web))
         yield
+        purging.cancel()
         web.close()
 
     app = FastAPI(
@@ -230,56 +351,9 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
     app.include_router(pages.router)
     app.include_router(admin.router)
 
-    @app.middleware("http")
-    async def sessions_and_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        try:
-            response = await _with_session(request, call_next)
-        except DATABASE_DOWN as error:
-            response = _store_unavailable(request, error)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not request.url.path.startswith("/static/"):
-            # Pages carry codes, QR secrets and names: never keep them in a cache.
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
-    async def _with_session(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        uses_session = not request.url.path.startswith(SESSIONLESS_PREFIXES)
-        session: Session | None = None
-        new_anonymous_csrf = False
-        if uses_session:
-            session = await run_in_threadpool(
-                web.sessions.load, _unsign(web.cookie_signer, request.cookies.get(SESSION_COOKIE))
-            )
-            if session.token is None:
-                # Nobody is logged in: nothing worth a database row (anonymous views would
-                # otherwise fill the table). The form token lives in its own signed cookie.
-                planted = _unsign(web.csrf_signer, request.cookies.get(CSRF_COOKIE))
-                new_anonymous_csrf = planted is None
-                session.data["csrf"] = planted or new_csrf_token()
-            elif not session.get("csrf"):
-                session["csrf"] = new_csrf_token()
-            request.state.session = session
-        response: Response = await call_next(request)
-        secure = web.host.settings.web.secure_cookies
-        if session is not None and session.token is None and not session.changed and new_anonymous_csrf:
-            response.set_cookie(CSRF_COOKIE, web.csrf_signer.sign(session["csrf"]).decode(), path="/",
-                                httponly=True, samesite="lax", secure=secure)
-        if session is not None and session.ended:
-            # Logged out: the next anonymous form gets a token never seen before.
-            response.delete_cookie(CSRF_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
-        if session is not None and session.changed:
-            token = await run_in_threadpool(web.sessions.save, session)
-            if token is None:
-                response.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
-            else:
-                response.set_cookie(
-                    SESSION_COOKIE, web.cookie_signer.sign(token).decode(), path="/", httponly=True,
-                    samesite="lax", secure=secure,
-                    # A browser-session cookie until "remember me" is honoured after the second factor.
-                    max_age=REMEMBER_SECONDS if session.persistent else None,
-                )
-        return response
+    app.add_middleware(SessionsAndHeaders, web=web)
+    app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    app.add_route("/healthz", health_endpoint, methods=["GET"], include_in_schema=False)
 
     @app.exception_handler(StoreUnavailable)
     @app.exception_handler(sa.exc.OperationalError)
@@ -322,6 +396,30 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
         return api.error_response(422, "invalid_request", problems or "The request is not valid.")
 
     return app
+
+
+async def _purge_periodically(web: WebHost) -> None:
+    """Each worker purges now and then (host/retention.py): batches, so logins never wait.
+
+    The first run waits at least half an interval, spread at random, so that workers
+    and hosts started together do not all purge at the same moment.
+    """
+    delay = random.uniform(0.5, 1.0)  # noqa: S311 - spreading work, not a secret
+    while True:
+        minutes = web.host.settings.retention.purge_every_minutes
+        await asyncio.sleep(max(minutes, 1) * 60 * delay)
+        delay = 1.0
+        if not minutes:
+            continue
+        host = web.host
+        try:
+            purged = await run_in_threadpool(purge, host.engine, host.settings.retention, now=host.clock())
+        except Exception as error:  # noqa: BLE001 - a failed purge is retried next time
+            log.warning("purge failed (%s); retrying in %d minutes", type(error).__name__, minutes)
+            continue
+        if purged.total:
+            log.info("purged %d audit events, %d expired pending steps, %d used backup codes",
+                     purged.audit_events, purged.pending_steps, purged.used_backup_codes)
 
 
 # The database is down or stalled: secmod's (the Host raises StoreUnavailable) or the web

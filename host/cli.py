@@ -35,6 +35,9 @@ app = typer.Typer(
 keys_app = typer.Typer(help="Manage the sealing keys.", no_args_is_help=True, rich_markup_mode=None)
 app.add_typer(keys_app, name="keys")
 
+admin_app = typer.Typer(help="Manage the reference web host's administrators.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
 F = TypeVar("F", bound=Callable[..., Any])
 _state: dict[str, Any] = {"config": None}
 
@@ -396,17 +399,39 @@ def seal(
     key: str,
     write: Annotated[bool, typer.Option("--write", help="Store it in the config file instead of printing it.")] = False,
 ) -> None:
-    """Seal a secret setting (read from stdin or a hidden prompt) for [modules.MODULE] KEY."""
+    """Seal a secret setting (read from stdin or a hidden prompt) for [modules.MODULE] KEY.
+
+    MODULE ``web`` seals the web host's own secrets instead: [web] api_token or session_secret.
+    """
     settings = load_settings(_state["config"])
     ring = KeyRing.open(settings.resolve(settings.sealing.key_file))
+    module = module.lower()
+    if module == "web" and key not in WEB_SECRETS:
+        raise Failure(f"[web] {key} is not a secret; sealable: {', '.join(WEB_SECRETS)}", code=2)
     value = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else typer.prompt(key, hide_input=True)
-    sealed = ring.seal_setting(module.lower(), key, value)
+    sealed = ring.seal_setting(module, key, value)
     if not write:
         typer.echo(sealed)
         return
     path = config_path(_state["config"])
-    set_module_setting(path, module.lower(), key, sealed)
-    typer.echo(f"sealed [modules.{module.lower()}] {key} into {path}")
+    if module == "web":
+        _set_web_setting(path, key, sealed)
+        typer.echo(f"sealed [web] {key} into {path}")
+        return
+    set_module_setting(path, module, key, sealed)
+    typer.echo(f"sealed [modules.{module}] {key} into {path}")
+
+
+WEB_SECRETS = ("api_token", "session_secret")
+
+
+def _set_web_setting(path: Path, key: str, value: str) -> None:
+    """Write ``[web] KEY = value`` into the TOML file, keeping its comments."""
+    import tomlkit
+
+    document = tomlkit.parse(path.read_text()) if path.exists() else tomlkit.document()
+    document.setdefault("web", tomlkit.table())[key] = value
+    path.write_text(tomlkit.dumps(document))
 
 
 @keys_app.command("rotate")
@@ -425,11 +450,39 @@ def keys_rotate() -> None:
     settings_resealed = 0
     if path.exists():
         document = tomlkit.parse(path.read_text())
-        for name, table in document.get("modules", {}).items():
+        tables = [*document.get("modules", {}).items(), *([("web", document["web"])] if "web" in document else [])]
+        for name, table in tables:
             settings_resealed += reseal_settings(host.keyring, name, table)
         if settings_resealed:
             path.write_text(tomlkit.dumps(document))
     typer.echo(f"new primary key {new_key}; re-sealed {rows} stored values and {settings_resealed} settings")
+
+
+@admin_app.command("reset-password")
+@_one_line_errors
+def admin_reset_password(email: str) -> None:
+    """Give the web host's administrator EMAIL a new one-time password (printed once).
+
+    For an operator who lost theirs; it must be replaced at its first login.
+    """
+    import secrets
+
+    from secmod.host.web.app import accounts_store
+
+    settings = load_settings(_state["config"])
+    accounts = accounts_store(settings)
+    try:
+        account = accounts.find(Audience.ADMIN, email)
+        if account is None:
+            raise Failure(f"no administrator {email.strip().lower()} in the web host's accounts")
+        password = secrets.token_urlsafe(12)
+        accounts.set_password(account, password, one_time=True)
+    finally:
+        accounts.engine.dispose()
+    with _host() as host:
+        host.record_event("password_reset", actor="operator:cli", subject=account.as_user(),
+                          detail="one-time password set from the command line")
+    typer.echo(f"New one-time password for {account.email} (shown only now): {password}")
 
 
 @app.command()

@@ -8,7 +8,9 @@ Module state, pending steps and backup-code hashes are stored sealed or hashed o
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import ClassVar
@@ -130,6 +132,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def _create_private(database: Path) -> None:
+    """Create the SQLite file readable by its owner only, before SQLite does (0644).
+
+    SQLite gives the -wal and -shm files it makes later the database file's mode.
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 # A database that is down or stalled must become a clear refusal within seconds, not a
 # hung login page: bounded connect, statement and pool waits. No pre-ping: it would cost a
 # round trip per checkout; a dead connection fails its statement instead, SQLAlchemy then
@@ -154,7 +166,7 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            _create_private(Path(database))
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:

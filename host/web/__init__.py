@@ -36,14 +36,15 @@ def ensure_first_admin(
     """Create the first administrator when there is none; returns whether one was made.
 
     The password comes from ``SECMOD_ADMIN_PASSWORD``, else it is generated and printed
-    once (it is stored only as an argon2 hash). ``SECMOD_ADMIN_EMAIL`` names the login.
+    once (it is stored only as an argon2 hash). Either way it is one-time: the first
+    login must replace it. ``SECMOD_ADMIN_EMAIL`` names the login.
     """
     if accounts.count(Audience.ADMIN):
         return False
     email = environ.get("SECMOD_ADMIN_EMAIL") or DEFAULT_ADMIN_EMAIL
     given = environ.get("SECMOD_ADMIN_PASSWORD")
     password = given or secrets.token_urlsafe(12)
-    accounts.create(Audience.ADMIN, email, password, name="Administrator")
+    accounts.create(Audience.ADMIN, email, password, name="Administrator", one_time=True)
     if given:
         echo(f"Created the first administrator {email} with the password from SECMOD_ADMIN_PASSWORD.")
     else:
@@ -118,7 +119,7 @@ def serve(
     print(f"secmod web host: {listening}/login (clients), {listening}/admin (administrators)")
     if settings.web.base_url.rstrip("/") != listening:
         print(f"public address ([web] base_url): {settings.web.base_url}")
-    if not settings.web.api_token:
+    if not web.web_secret("api_token"):
         print("JSON API off: set [web] api_token to turn /api/v1 on")
     if workers > 1:
         print(f"{workers} worker processes")

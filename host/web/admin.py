@@ -194,15 +194,32 @@ def users(request: Request) -> Response:
     return _page(request, "admin/users.html", account, clients=people[Audience.CLIENT], admins=people[Audience.ADMIN])
 
 
+def _client_or_404(request: Request, client_id: int) -> Any:
+    client = web_of(request).accounts.get(client_id, Audience.CLIENT)
+    if client is None:
+        raise HTTPException(404, "No such client.")
+    return client
+
+
+@router.get("/users/{client_id}/disable-2fa")
+def confirm_disable_client_2fa(request: Request, client_id: int) -> Response:
+    """The users page's button only asks: what disabling does, and a confirm button."""
+    account = admin_account(request)
+    client = _client_or_404(request, client_id)
+    return _page(request, "admin/disable_2fa.html", account, client=client,
+                 status=web_of(request).host.status(client.as_user()))
+
+
 @router.post("/users/{client_id}/disable-2fa")
 def disable_client_2fa(request: Request, client_id: int) -> Response:
     """WHMCS lets an admin turn a client's 2FA off (never on); audited as this admin."""
     account = admin_account(request)
     web = web_of(request)
-    client = web.accounts.get(client_id, Audience.CLIENT)
-    if client is None:
-        raise HTTPException(404, "No such client.")
+    client = _client_or_404(request, client_id)
     user: User = client.as_user()
+    if request.state.form.get("confirm") != "yes":
+        return _page(request, "admin/disable_2fa.html", account, client=client, status=web.host.status(user),
+                     status_code=400, error="Nothing was changed: confirm to disable.")
     if web.host.disable(user, actor=f"admin:{account.id}"):
         flash(request, f"Two-Factor Authentication has been disabled for {client.email}.", "success")
     else:

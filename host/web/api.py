@@ -16,10 +16,11 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from secmod.hookspecs import Audience, Prompt, User
 from secmod.host import (
     Enrolled,
+    Host,
     LoginStep,
     ModuleUnavailable,
     NotEnrolled,
@@ -55,7 +56,7 @@ _bearer = HTTPBearer(auto_error=False, description="[web] api_token from secmod.
 
 
 async def require_token(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
-    token = request.app.state.web.host.settings.web.api_token
+    token = request.app.state.web.web_secret("api_token")
     if not token:
         raise ApiError(503, "api_disabled", "The JSON API is off: set [web] api_token in secmod.toml to turn it on.")
     sent = credentials.credentials if credentials is not None else ""
@@ -65,7 +66,8 @@ async def require_token(request: Request, credentials: Annotated[HTTPAuthorizati
 
 class ErrorBody(BaseModel):
     code: str = Field(description="Stable: api_disabled, unauthorized, invalid_request, not_found, user_locked, "
-                                  "not_enrolled, module_unavailable, unknown_module, setup_expired")
+                                  "not_enrolled, module_unavailable, unknown_module, setup_expired, "
+                                  "step_up_required, step_up_failed")
     message: str
 
 
@@ -75,19 +77,43 @@ class ErrorResponse(BaseModel):
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": text}
-    for status, text in {401: "missing or wrong API token", 422: "invalid request", 503: "API off or module unavailable"}.items()
+    for status, text in {401: "missing or wrong API token", 403: "step_up_required or step_up_failed",
+                         422: "invalid request", 503: "API off, module or database unavailable"}.items()
 }
 
 router = APIRouter(prefix="/api/v1", tags=["two-factor"], dependencies=[Depends(require_token)], responses=ERRORS)
 
 
+def _storable(value: str) -> str:
+    """Refuse what a database cannot hold (PostgreSQL: NUL) or UTF-8 cannot encode."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise ValueError("must be valid Unicode (no lone surrogates)")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_storable)]
+"""Every string the API takes: storable in any database."""
+Identifier = Annotated[str, AfterValidator(_storable), AfterValidator(_not_blank)]
+AnswerKey = Annotated[Text, Field(max_length=64)]
+AnswerValue = Annotated[Text, Field(max_length=4096)]
+Answer = Annotated[dict[AnswerKey, AnswerValue], Field(max_length=16)]
+
+
 class Person(BaseModel):
     """The person, as the host application knows them (secmod stores only this id)."""
 
-    id: str = Field(min_length=1, max_length=255)
+    id: Identifier = Field(min_length=1, max_length=255)
     audience: Audience = Audience.CLIENT
-    email: str = Field("", max_length=255)
-    name: str = Field("", max_length=255)
+    email: Text = Field("", max_length=255)
+    name: Text = Field("", max_length=255)
 
     def as_user(self) -> User:
         return User(id=self.id, audience=self.audience, email=self.email, name=self.name)
@@ -112,26 +138,43 @@ class UserRequest(BaseModel):
 
 
 class VerifyRequest(UserRequest):
-    answer: dict[str, str] = Field(default_factory=dict, description="The prompt's fields, e.g. {\"code\": \"123456\"}")
-    challenge_id: str | None = Field(None, description="From /challenge; required by redirecting modules (Duo)")
+    answer: Answer = Field(default_factory=dict, description="The prompt's fields, e.g. {\"code\": \"123456\"}")
+    challenge_id: Text | None = Field(None, max_length=255,
+                                      description="From /challenge; required by redirecting modules (Duo)")
+
+
+class StepUp(BaseModel):
+    """Proof that the person is there: their current code, or a backup code.
+
+    Checked by secmod like a login answer (throttled, one-use). The host application
+    checks the person's password itself before calling, as it does at login.
+    """
+
+    answer: Answer = Field(default_factory=dict, description="The challenge's fields, e.g. {\"code\": \"123456\"}")
+    challenge_id: Text | None = Field(None, max_length=255, description="From /challenge, for modules that need one")
+    backup_code: Text | None = Field(None, max_length=255, description="Instead of the answer")
 
 
 class SetupRequest(UserRequest):
-    module: str
+    module: Identifier = Field(max_length=64)
+    step_up: StepUp | None = Field(None, description="Required when the person already has a second factor (replacing it)")
 
 
 class SetupContinueRequest(UserRequest):
-    setup_id: str
-    answer: dict[str, str] = Field(default_factory=dict)
+    setup_id: Identifier = Field(max_length=255)
+    answer: Answer = Field(default_factory=dict)
 
 
 class RecoverRequest(UserRequest):
-    method: str = Field("backup_code", description="backup_code (answer {\"code\"}), or a module's own (totp: resync)")
-    answer: dict[str, str] = Field(default_factory=dict)
+    method: Identifier = Field("backup_code", max_length=64,
+                               description="backup_code (answer {\"code\"}), or a module's own (totp: resync)")
+    answer: Answer = Field(default_factory=dict)
 
 
 class DisableRequest(UserRequest):
-    actor: str = Field("api", max_length=200, description="Who did it, for the audit log")
+    actor: Identifier = Field("api", max_length=200, description="Who did it, for the audit log; 'admin:<id>' for an "
+                                                          "administrator's action, which needs no step_up")
+    step_up: StepUp | None = Field(None, description="Required unless actor is an administrator ('admin:<id>')")
 
 
 class FieldOut(BaseModel):
@@ -235,8 +278,28 @@ def _setup_out(step: SetupStarted | Enrolled) -> SetupOut:
                     error=step.error, detail=step.detail)
 
 
-def _host(request: Request):
+def _host(request: Request) -> Host:
     return request.app.state.web.host
+
+
+def _require_step_up(request: Request, user: User, step_up: StepUp | None, context: RequestContext | None) -> None:
+    """Replacing or removing someone's second factor needs their current code first."""
+    host = _host(request)
+    if host.status(user) is None:
+        return
+    if step_up is None:
+        raise ApiError(403, "step_up_required", "This person has a second factor: send step_up with their current "
+                                                "code (answer) or a backup code (backup_code).")
+    if step_up.backup_code is not None:
+        result = host.recover(user, {"code": step_up.backup_code}, method="backup_code", context=context)
+    else:
+        result = host.verify(user, step_up.answer, challenge_id=step_up.challenge_id, context=context)
+    host.record_event("step_up", actor="api", outcome="ok" if result.accepted else "fail", reason=result.reason,
+                      subject=user, context=context)
+    if not result.accepted:
+        raise ApiError(403, "step_up_failed", result.message or "The second factor was not accepted.",
+                       outcome=result.outcome.value, attempts_left=result.attempts_left,
+                       locked_until=result.locked_until.isoformat() if result.locked_until else None)
 
 
 @router.post("/login-state", response_model=LoginStateOut)
@@ -278,6 +341,7 @@ def verify(body: VerifyRequest, request: Request) -> VerifyOut:
 @router.post("/setup", response_model=SetupOut, responses={404: {"model": ErrorResponse, "description": "unknown_module"}})
 def begin_setup(body: SetupRequest, request: Request) -> SetupOut:
     """Start enrolling with a module enabled for the person's audience."""
+    _require_step_up(request, body.user.as_user(), body.step_up, body.request_context())
     try:
         return _setup_out(_host(request).begin_setup(body.user.as_user(), body.module))
     except UnknownModule as error:
@@ -320,5 +384,9 @@ def recover(body: RecoverRequest, request: Request) -> VerifyOut:
 
 @router.post("/disable", response_model=DisableOut)
 def disable(body: DisableRequest, request: Request) -> DisableOut:
-    """Remove the person's second factor; check their password (or your admin's right) first."""
+    """Remove the person's second factor; check their password (or your admin's right) first.
+
+    The person's own removal needs ``step_up`` (their current code or a backup code)."""
+    if not body.actor.startswith("admin:"):
+        _require_step_up(request, body.user.as_user(), body.step_up, body.request_context())
     return DisableOut(disabled=_host(request).disable(body.user.as_user(), actor=body.actor))

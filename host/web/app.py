@@ -13,21 +13,24 @@ import hmac
 import logging
 import os
 import random
-import secrets
 import threading
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, Signer
 from secmod.hookspecs import messages
-from secmod.host import Host, RequestContext
+from secmod.host import Host, RequestContext, StoreUnavailable
+from secmod.host.errors import ConfigError
+from secmod.host.sealing import SEALED_PREFIX, SealError
 from secmod.host.fleet import (
     HostFingerprint,
     disagreeing_hosts,
@@ -37,14 +40,14 @@ from secmod.host.fleet import (
 )
 from secmod.host.retention import purge
 from secmod.host.storage import open_engine
-from secmod.settings import config_path, load_settings
+from secmod.settings import SecmodSettings, config_path, load_settings
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .accounts import AccountStore, Session, SessionStore, stored_secret
+from .accounts import AccountStore, Session, SessionStore, new_csrf_token, stored_secret
 from .observability import HealthCheck, MeteredHost, health_endpoint, metrics_endpoint
 
 __all__ = ["WebHost", "client_context", "create_app"]
@@ -53,6 +56,7 @@ log = logging.getLogger("secmod.web")
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "secmod_session"
+CSRF_COOKIE = "secmod_csrf"  # the form token of a browser with no server-side session
 HOST_NAME_ENV = "SECMOD_HOST_NAME"
 IDLE_SECONDS = 8 * 3600
 REMEMBER_SECONDS = 30 * 24 * 3600
@@ -108,17 +112,16 @@ class WebHost:
         self._host = self._build_host()
         self.reload_lock = threading.Lock()
         settings = self._host.settings
-        accounts_url = settings.web.accounts_database_url or settings.database_url
-        if accounts_url.startswith("sqlite:///") and not accounts_url.startswith("sqlite:////"):
-            accounts_url = "sqlite:///" + str(settings.resolve(accounts_url[len("sqlite:///"):]))
-        # The web host's tables only: secmod's migrations never touch them.
-        self.accounts_engine = open_engine(accounts_url, migrate=False)
-        self.accounts = AccountStore(self.accounts_engine)
-        self.sessions = SessionStore(self.accounts_engine, idle_seconds=IDLE_SECONDS, remember_seconds=REMEMBER_SECONDS)
+        self.accounts = accounts_store(settings, clock=lambda: self._host.clock())
+        self.accounts_engine = self.accounts.engine
+        keyring = self._host.keyring
+        self.sessions = SessionStore(self.accounts_engine, keyring=keyring, idle_seconds=IDLE_SECONDS,
+                                     remember_seconds=REMEMBER_SECONDS)
         # The cookie holds a random token, signed so that a forged one is refused before
         # any database lookup; the key is [web] session_secret, else one made and kept.
-        secret = settings.web.session_secret or stored_secret(self.accounts_engine, "session_cookie")
+        secret = self.web_secret("session_secret") or stored_secret(self.accounts_engine, "session_cookie", keyring)
         self.cookie_signer = Signer(secret, salt="secmod.web.session")
+        self.csrf_signer = Signer(secret, salt="secmod.web.csrf")
         self.health = HealthCheck()
 
     def _build_host(self) -> Host:
@@ -131,6 +134,17 @@ class WebHost:
     @property
     def host(self) -> Host:
         return self._host
+
+    def web_secret(self, key: str) -> str | None:
+        """``[web] api_token`` or ``session_secret``, unsealed when written sealed
+        (``secmod seal web KEY --write``)."""
+        value: str | None = getattr(self._host.settings.web, key)
+        if value and value.startswith(SEALED_PREFIX):
+            try:
+                return self._host.keyring.unseal_setting("web", key, value)
+            except SealError as error:
+                raise ConfigError(f"{self._host.settings.config_file}: [web] {key}: {error}") from None
+        return value
 
     def reload(self) -> None:
         """Read the config file again and swap the new Host in; requests under way finish
@@ -149,6 +163,16 @@ class WebHost:
     def close(self) -> None:
         self._host.close()
         self.accounts_engine.dispose()
+
+
+def accounts_store(settings: SecmodSettings, *, clock: Callable[[], float] = time.time) -> AccountStore:
+    """The web host's accounts, where ``[web] accounts_database_url`` (or ``database_url``) says."""
+    accounts_url = settings.web.accounts_database_url or settings.database_url
+    if accounts_url.startswith("sqlite:///") and not accounts_url.startswith("sqlite:////"):
+        accounts_url = "sqlite:///" + str(settings.resolve(accounts_url[len("sqlite:///"):]))
+    # The web host's tables only: secmod's migrations never touch them.
+    return AccountStore(open_engine(accounts_url, migrate=False), clock=clock,
+                        window_seconds=settings.throttle.lockout_minutes * 60)
 
 
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -200,8 +224,9 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
-# Paths that never touch a browser session: no cookie is read and no session row loaded.
-SESSIONLESS_PREFIXES = ("/api/", "/static/", "/metrics", "/healthz")
+# Paths that never touch a browser session: no cookie is read and no session row loaded
+# (so they also answer while the database is away).
+SESSIONLESS_PREFIXES = ("/api/", "/static/", "/openapi.json", "/metrics", "/healthz")
 
 
 class SessionsAndHeaders:
@@ -222,43 +247,69 @@ class SessionsAndHeaders:
         path: str = scope["path"]
         static = path.startswith("/static/")
         session: Session | None = None
-        if not path.startswith(SESSIONLESS_PREFIXES):
-            cookie = _cookie(scope, SESSION_COOKIE)
-            session = await run_in_threadpool(self.web.sessions.load, _unsign(self.web, cookie))
-            if not session.get("csrf"):
-                session["csrf"] = secrets.token_urlsafe(32)
-            scope.setdefault("state", {})["session"] = session
+        new_anonymous_csrf = False
+        started = False
 
         async def send_with_headers(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                if session is not None and session.changed:
-                    for value in await self._cookie_headers(session):
+                if session is not None:
+                    for value in await self._cookie_headers(session, new_anonymous_csrf=new_anonymous_csrf):
                         headers.append("set-cookie", value)
                 for name, value in SECURITY_HEADERS.items():
                     headers.setdefault(name, value)
                 if not static:
                     # Pages carry codes, QR secrets and names: never keep them in a cache.
                     headers.setdefault("Cache-Control", "no-store")
+                started = True
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        try:
+            if not path.startswith(SESSIONLESS_PREFIXES):
+                session = await run_in_threadpool(
+                    self.web.sessions.load, _unsign(self.web.cookie_signer, _cookie(scope, SESSION_COOKIE))
+                )
+                if session.token is None:
+                    # Nobody is logged in: nothing worth a database row (anonymous views would
+                    # otherwise fill the table). The form token lives in its own signed cookie.
+                    planted = _unsign(self.web.csrf_signer, _cookie(scope, CSRF_COOKIE))
+                    new_anonymous_csrf = planted is None
+                    session.data["csrf"] = planted or new_csrf_token()
+                elif not session.get("csrf"):
+                    session["csrf"] = new_csrf_token()
+                scope.setdefault("state", {})["session"] = session
+            await self.app(scope, receive, send_with_headers)
+        except DATABASE_DOWN as error:
+            # Loading or saving the session failed (the pages' own failures are answered by
+            # the exception handlers): the same clear 503, if nothing was sent yet.
+            if started:
+                raise
+            session = None
+            await _store_unavailable(Request(scope), error)(scope, receive, send_with_headers)
 
-    async def _cookie_headers(self, session: Session) -> list[str]:
+    async def _cookie_headers(self, session: Session, *, new_anonymous_csrf: bool) -> list[str]:
         web = self.web
-        token = await run_in_threadpool(web.sessions.save, session)
         secure = web.host.settings.web.secure_cookies
         carrier = Response()
-        if token is None:
-            carrier.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True,
-                                  samesite="lax")
-        else:
-            carrier.set_cookie(
-                SESSION_COOKIE, web.cookie_signer.sign(token).decode(), path="/", httponly=True,
-                samesite="lax", secure=secure,
-                # A browser-session cookie until "remember me" is honoured after the second factor.
-                max_age=REMEMBER_SECONDS if session.persistent else None,
-            )
+        if session.token is None and not session.changed and new_anonymous_csrf:
+            carrier.set_cookie(CSRF_COOKIE, web.csrf_signer.sign(session["csrf"]).decode(), path="/",
+                               httponly=True, samesite="lax", secure=secure)
+        if session.ended:
+            # Logged out: the next anonymous form gets a token never seen before.
+            carrier.delete_cookie(CSRF_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
+        if session.changed:
+            token = await run_in_threadpool(web.sessions.save, session)
+            if token is None:
+                carrier.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True,
+                                      samesite="lax")
+            else:
+                carrier.set_cookie(
+                    SESSION_COOKIE, web.cookie_signer.sign(token).decode(), path="/", httponly=True,
+                    samesite="lax", secure=secure,
+                    # A browser-session cookie until "remember me" is honoured after the second factor.
+                    max_age=REMEMBER_SECONDS if session.persistent else None,
+                )
         return carrier.headers.getlist("set-cookie")
 
 
@@ -303,6 +354,13 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
     app.add_middleware(SessionsAndHeaders, web=web)
     app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
     app.add_route("/healthz", health_endpoint, methods=["GET"], include_in_schema=False)
+
+    @app.exception_handler(StoreUnavailable)
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.InterfaceError)
+    @app.exception_handler(sa.exc.TimeoutError)
+    async def store_unavailable(request: Request, error: Exception) -> Response:
+        return _store_unavailable(request, error)
 
     @app.exception_handler(api.ApiError)
     async def api_error(request: Request, error: api.ApiError) -> Response:
@@ -364,11 +422,43 @@ async def _purge_periodically(web: WebHost) -> None:
                      purged.audit_events, purged.pending_steps, purged.used_backup_codes)
 
 
-def _unsign(web: WebHost, cookie: str | None) -> str | None:
+# The database is down or stalled: secmod's (the Host raises StoreUnavailable) or the web
+# host's own accounts and sessions (SQLAlchemy's errors, or its pool's wait running out).
+DATABASE_DOWN = (StoreUnavailable, sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+UNAVAILABLE_TITLE = "Temporarily unavailable"
+UNAVAILABLE_MESSAGE = (
+    "The service is temporarily unavailable, so nobody can log in right now. Please try again in a few minutes."
+)
+RETRY_AFTER_SECONDS = "30"
+
+
+def _store_unavailable(request: Request, error: BaseException) -> Response:
+    """A 503 that says what is going on: a page, or the API's JSON error. Never a traceback."""
+    log.warning("database unavailable (%s): answered %s %s with 503", type(error).__name__, request.method,
+                request.url.path)
+    headers = {"Retry-After": RETRY_AFTER_SECONDS}
+    if _is_api(request):
+        response: Response = JSONResponse(
+            {"error": {"code": "store_unavailable", "message": UNAVAILABLE_MESSAGE}}, status_code=503, headers=headers
+        )
+        return response
+    from .pages import ADMIN, CLIENT
+
+    area = ADMIN if request.url.path.startswith("/admin") else CLIENT
+    # Rendered without the session (it may be what could not be loaded): no account, no form.
+    return templates.TemplateResponse(
+        request, "error.html",
+        {"csrf_token": "", "flashes": [], "server_time": datetime.now(UTC), "area": area, "account": None,
+         "title": UNAVAILABLE_TITLE, "message": UNAVAILABLE_MESSAGE},
+        status_code=503, headers=headers,
+    )
+
+
+def _unsign(signer: Signer, cookie: str | None) -> str | None:
     if not cookie:
         return None
     try:
-        return web.cookie_signer.unsign(cookie).decode()
-    except BadSignature:
+        return signer.unsign(cookie).decode()
+    except (BadSignature, UnicodeDecodeError):
         return None
 

@@ -20,7 +20,9 @@ page until a second factor is enrolled (WHMCS's forced enrolment).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -43,10 +45,15 @@ from secmod.host import (
 from .accounts import Account, AccountExists
 from .app import Redirect, client_context, flash, render, require_csrf, session_of, web_of
 
+log = logging.getLogger("secmod.web")
+
 router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
 
 LOGIN_FAILED = "Login Details Incorrect. Please try again."
+REGISTERED = "Thank you for registering. Please log in to continue."
 MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; this keeps a form post from costing megabytes
+PASSWORD_CHANGED = "Your password has been changed."
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +89,18 @@ AREAS = {Audience.CLIENT: CLIENT, Audience.ADMIN: ADMIN}
 
 # -- who is here -------------------------------------------------------------------
 
+# Logged in; the last two see only their security page until they have set up a second
+# factor (forced) or replaced a one-time password.
+LOGGED_IN = ("in", "must_set_up", "must_change_password")
+
 
 def _slot(request: Request, area: Area) -> dict[str, Any] | None:
     return session_of(request).get(area.slot)
+
+
+def _current_slot(request: Request, area: Area) -> dict[str, Any]:
+    """The area's slot of a session that has one (guarded pages), else empty."""
+    return _slot(request, area) or {}
 
 
 def _own_slot(request: Request, area: Area) -> dict[str, Any]:
@@ -111,10 +127,10 @@ def _account(request: Request, area: Area, *stages: str) -> Account | None:
 
 def signed_in(request: Request, area: Area, *, setup_allowed: bool = False) -> Account:
     """The logged-in account, or a redirect: to the login page, or (forced users) to setup."""
-    account = _account(request, area, "in", "must_set_up")
+    account = _account(request, area, *LOGGED_IN)
     if account is None:
         raise Redirect(area.login)
-    if _own_slot(request, area)["stage"] == "must_set_up" and not setup_allowed:
+    if _own_slot(request, area)["stage"] != "in" and not setup_allowed:
         raise Redirect(area.security)
     return account
 
@@ -128,7 +144,7 @@ def admin_account(request: Request) -> Account:
 
 
 def _page(request: Request, area: Area, template: str, **context: Any) -> Response:
-    account = _account(request, area, "in", "must_set_up")
+    account = _account(request, area, *LOGGED_IN)
     return render(request, template, area=area, account=account, **context)
 
 
@@ -158,6 +174,13 @@ def _finish_login(request: Request, area: Area, slot: dict[str, Any]) -> Respons
     session.rotate()
     if slot.get("remember"):
         session.persistent = True
+    if web_of(request).accounts.must_change_password(slot["account_id"]):
+        # A one-time password (the first administrator's, or one an operator reset):
+        # proven just now, so the only thing it may do is be replaced.
+        proved_until = web_of(request).host.clock() + STEP_UP_SECONDS
+        _set_slot(request, area, {"account_id": slot["account_id"], "stage": "must_change_password",
+                                  "proved_until": proved_until})
+        return RedirectResponse(area.security, status_code=303)
     _set_slot(request, area, {"account_id": slot["account_id"], "stage": "in"})
     return RedirectResponse(area.home, status_code=303)
 
@@ -171,10 +194,22 @@ def _login_form(request: Request, area: Area, *, error: str = "", email: str = "
 def _login(request: Request, area: Area) -> Response:
     form = request.state.form
     email = str(form.get("email", "")).strip()
-    account = web_of(request).accounts.authenticate(area.audience, email, str(form.get("password", "")))
-    if account is None:
+    web = web_of(request)
+    context = client_context(request)
+    check = web.accounts.log_in(area.audience, email, str(form.get("password", "")), client_ip=context.client_ip)
+    if check.locked_until is not None:
+        if check.first_refusal:
+            known = web.accounts.find(area.audience, email)
+            web.host.record_event(
+                "password_lockout", actor="web", outcome="fail", reason=check.scope, context=context,
+                subject=known.as_user() if known and check.scope == "account" else None,
+                detail=f"too many passwords for this {check.scope} from {context.client_ip or 'an unknown address'}",
+            )
+        until = datetime.fromtimestamp(check.locked_until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return _login_form(request, area, error=messages.LOCKED.format(until=until), email=email, status_code=429)
+    if check.account is None:
         return _login_form(request, area, error=LOGIN_FAILED, email=email, status_code=401)
-    return _start_login(request, area, account, remember="remember" in form)
+    return _start_login(request, area, check.account, remember="remember" in form)
 
 
 @router.api_route("/", methods=["GET", "HEAD"])
@@ -222,6 +257,16 @@ def _logout(request: Request, area: Area) -> Response:
     return RedirectResponse(area.login, status_code=303)
 
 
+def _password_problem(password: str, confirm: object) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return f"Your password must be at least {MIN_PASSWORD_LENGTH} characters long."
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return f"Your password must be at most {MAX_PASSWORD_LENGTH} characters long."
+    if password != confirm:
+        return "The passwords you entered did not match."
+    return ""
+
+
 @router.get("/register")
 def register_form(request: Request) -> Response:
     return render(request, "register.html", area=CLIENT, account=None, error="", values={})
@@ -235,17 +280,17 @@ def register(request: Request) -> Response:
     error = ""
     if "@" not in values["email"] or len(values["email"]) > 255:
         error = "Please enter a valid email address."
-    elif len(password) < MIN_PASSWORD_LENGTH:
-        error = f"Your password must be at least {MIN_PASSWORD_LENGTH} characters long."
-    elif password != form.get("password_confirm"):
-        error = "The passwords you entered did not match."
+    else:
+        error = _password_problem(password, form.get("password_confirm"))
     if not error:
         try:
-            account = web_of(request).accounts.create(Audience.CLIENT, values["email"], password, name=values["name"])
-        except AccountExists as exists:
-            error = str(exists)
-        else:
-            return _start_login(request, CLIENT, account, remember=False)
+            web_of(request).accounts.create(Audience.CLIENT, values["email"], password, name=values["name"])
+        except AccountExists:
+            # Answered exactly as a new account (the password was hashed either way, so
+            # the timing matches too): the page must not tell who has an account here.
+            log.info("registration refused: the email belongs to an existing client account")
+        flash(request, REGISTERED, "success")
+        return RedirectResponse(CLIENT.login, status_code=303)
     return render(request, "register.html", area=CLIENT, account=None, error=error, values=values, status_code=400)
 
 
@@ -400,6 +445,14 @@ def module_callback(request: Request, module: str) -> Response:
                 and saved.get("module") == module):
             return _judge(request, area, answer)
     for area in (CLIENT, ADMIN):
+        # Back from the provider during a step-up (replacing or removing the second factor).
+        pending = _current_slot(request, area).get("step_up") or {}
+        account = _account(request, area, *LOGGED_IN)
+        if account is not None and pending.get("challenge_id") and pending.get("redirect_module") == module:
+            result = web_of(request).host.verify(account.as_user(), answer, challenge_id=pending["challenge_id"],
+                                                 context=client_context(request))
+            return _step_up_judged(request, area, account, result, "second_factor")
+    for area in (CLIENT, ADMIN):
         if _account(request, area, "second_factor") is not None:
             raise Redirect(f"{area.prefix}/login/2fa")
     raise Redirect(CLIENT.login)
@@ -522,7 +575,8 @@ def client_home(request: Request) -> Response:
 # -- security settings: enable and disable 2FA -----------------------------------------
 
 
-def _security_page(request: Request, area: Area, *, error: str = "", status_code: int = 200) -> Response:
+def _security_page(request: Request, area: Area, *, error: str = "", notice: str = "", status_code: int = 200,
+                   new_backup_codes: tuple[str, ...] = ()) -> Response:
     account = signed_in(request, area, setup_allowed=True)
     host = web_of(request).host
     user = account.as_user()
@@ -535,6 +589,8 @@ def _security_page(request: Request, area: Area, *, error: str = "", status_code
     return _page(
         request, area, "security.html", status_code=status_code, status=status, choices=choices, error=error, forced=forced,
         module_name=module.info.friendly_name if module else (status.module if status else ""),
+        notice=notice, new_backup_codes=new_backup_codes, proved=_proved(request, area),
+        must_change_password=_current_slot(request, area).get("stage") == "must_change_password",
     )
 
 
@@ -553,8 +609,150 @@ def _enrolled_page(request: Request, area: Area, enrolled: Enrolled) -> Response
     return _page(request, area, "enrolled.html", enrolled=enrolled)
 
 
+# -- step-up: proof of identity before changing the second factor or the password -------
+
+STEP_UP_SECONDS = 5 * 60
+STEP_UP_NEEDED = (
+    "Confirm it's you first: enter your password and a code from your second factor (or a backup code)."
+)
+STEP_UP_DONE = "Thank you. For the next five minutes you can now change or remove your second factor, or change your password."
+
+
+def _proved(request: Request, area: Area) -> bool:
+    slot = _slot(request, area) or {}
+    return slot.get("proved_until", 0) > web_of(request).host.clock()
+
+
+def _require_step_up(request: Request, area: Area) -> Response | None:
+    """Every route that replaces or removes a second factor, or changes the password, calls
+    this first (by route, whatever the module). The proof is used up by the action."""
+    if _proved(request, area):
+        _use_step_up(request, area)
+        return None
+    return _security_page(request, area, error=STEP_UP_NEEDED, status_code=403)
+
+
+def _use_step_up(request: Request, area: Area) -> None:
+    _set_slot(request, area, {k: v for k, v in _current_slot(request, area).items() if k != "proved_until"})
+
+
+def _grant_step_up(request: Request, area: Area, account: Account, how: str,
+                   result: VerifyResult | None = None) -> Response:
+    web = web_of(request)
+    slot = {k: v for k, v in _current_slot(request, area).items() if k != "step_up"}
+    _set_slot(request, area, {**slot, "proved_until": web.host.clock() + STEP_UP_SECONDS})
+    web.host.record_event("step_up", actor="self", outcome="ok", reason=how, subject=account.as_user(),
+                          context=client_context(request))
+    return _security_page(request, area, notice=STEP_UP_DONE,
+                          new_backup_codes=result.new_backup_codes if result else ())
+
+
+def _step_up_page(request: Request, area: Area, *, error: str = "", result: VerifyResult | None = None,
+                  prompt: Any = None, status_code: int = 200) -> Response:
+    return _page(request, area, "step_up.html", error=error, result=result, prompt=prompt, status_code=status_code)
+
+
+def _step_up_password(request: Request, area: Area) -> Response:
+    """First the password (throttled like the login form), then the second factor."""
+    account = signed_in(request, area)
+    web = web_of(request)
+    context = client_context(request)
+    check = web.accounts.log_in(area.audience, account.email, str(request.state.form.get("password", "")),
+                                client_ip=context.client_ip)
+    if check.locked_until is not None:
+        until = datetime.fromtimestamp(check.locked_until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        return _security_page(request, area, error=messages.LOCKED.format(until=until), status_code=403)
+    if check.account is None or check.account.id != account.id:
+        web.host.record_event("step_up", actor="self", outcome="fail", reason="wrong_password",
+                              subject=account.as_user(), context=context)
+        return _security_page(request, area, error=messages.PASSWORD_INCORRECT, status_code=403)
+    if web.host.status(account.as_user()) is None:
+        return _grant_step_up(request, area, account, "password")
+    try:
+        started = web.host.begin_challenge(account.as_user(), context=context)
+    except (UserLocked, ModuleUnavailable) as error:
+        # The backup code is still a way (the host refuses it too while locked).
+        _set_slot(request, area, {**_current_slot(request, area), "step_up": {"password_ok": True}})
+        return _step_up_page(request, area, error=str(error), status_code=403 if isinstance(error, UserLocked) else 503)
+    if isinstance(started, VerifyResult):
+        # The provider is down and the operator lets logins through (fail open): that is
+        # no proof of identity for changing the factor itself. The backup code still is.
+        _set_slot(request, area, {**_current_slot(request, area), "step_up": {"password_ok": True}})
+        return _step_up_page(request, area, error=messages.MODULE_LOAD_ERROR, status_code=503)
+    _set_slot(request, area, {**_current_slot(request, area), "step_up": {
+        "password_ok": True, "challenge_id": started.challenge_id,
+        "fields": [field.name for field in started.prompt.fields],
+        "redirect_module": started.module if started.prompt.redirect_url else None}})
+    if started.prompt.redirect_url:
+        return RedirectResponse(started.prompt.redirect_url, status_code=303)
+    return _step_up_page(request, area, prompt=started.prompt)
+
+
+def _step_up_pending(request: Request, area: Area) -> tuple[Account, dict[str, Any]]:
+    account = signed_in(request, area)
+    pending = _current_slot(request, area).get("step_up")
+    if not pending or not pending.get("password_ok"):
+        raise Redirect(area.security)
+    return account, pending
+
+
+def _step_up_judged(request: Request, area: Area, account: Account, result: VerifyResult, how: str) -> Response:
+    if result.accepted:
+        return _grant_step_up(request, area, account, how, result)
+    # The password is asked again with the next code: a wrong code ends this attempt.
+    _set_slot(request, area, {k: v for k, v in _current_slot(request, area).items() if k != "step_up"})
+    return _security_page(request, area, error=result.message or messages.WRONG_FACTOR, status_code=403)
+
+
+def _step_up_code(request: Request, area: Area) -> Response:
+    account, pending = _step_up_pending(request, area)
+    form = request.state.form
+    answer = {name: str(form.get(name, "")) for name in pending.get("fields", [])}
+    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=pending.get("challenge_id"),
+                                         context=client_context(request))
+    return _step_up_judged(request, area, account, result, "second_factor")
+
+
+def _step_up_backup(request: Request, area: Area) -> Response:
+    account, _ = _step_up_pending(request, area)
+    code = str(request.state.form.get("backup_code", ""))
+    result = web_of(request).host.recover(account.as_user(), {"code": code}, method="backup_code",
+                                          context=client_context(request))
+    return _step_up_judged(request, area, account, result, "backup_code")
+
+
+def _change_password(request: Request, area: Area) -> Response:
+    account = signed_in(request, area, setup_allowed=True)
+    if not _proved(request, area):
+        # Before anything else: the answers below must not become a way to test passwords.
+        return _security_page(request, area, error=STEP_UP_NEEDED, status_code=403)
+    form = request.state.form
+    password = str(form.get("new_password", ""))
+    web = web_of(request)
+    error = _password_problem(password, form.get("new_password_confirm"))
+    if not error and web.accounts.check_password(account, password):
+        error = "Choose a new password, not the one you have now."
+    if error:
+        return _security_page(request, area, error=error, status_code=400)
+    _use_step_up(request, area)
+    web.accounts.set_password(account, password)
+    web.host.record_event("password_change", actor="self", outcome="ok", subject=account.as_user(),
+                          context=client_context(request))
+    session_of(request).rotate()
+    if _current_slot(request, area).get("stage") == "must_change_password":
+        _set_slot(request, area, {"account_id": account.id, "stage": "in"})
+        flash(request, PASSWORD_CHANGED, "success")
+        return RedirectResponse(area.home, status_code=303)
+    return _security_page(request, area, notice=PASSWORD_CHANGED)
+
+
 def _begin_setup(request: Request, area: Area) -> Response:
     account = signed_in(request, area, setup_allowed=True)
+    if web_of(request).host.status(account.as_user()) is not None:
+        # Replacing the second factor someone has: prove it is them first.
+        refused = _require_step_up(request, area)
+        if refused is not None:
+            return refused
     module = str(request.state.form.get("module", ""))
     try:
         step = web_of(request).host.begin_setup(account.as_user(), module)
@@ -592,8 +790,9 @@ def _confirm_setup(request: Request, area: Area) -> Response:
 def _disable(request: Request, area: Area) -> Response:
     account = signed_in(request, area)
     web = web_of(request)
-    if not web.accounts.check_password(account, str(request.state.form.get("password", ""))):
-        return _security_page(request, area, error=messages.PASSWORD_INCORRECT, status_code=400)
+    refused = _require_step_up(request, area)
+    if refused is not None:
+        return refused
     web.host.disable(account.as_user(), actor="self")
     flash(request, messages.DISABLED, "success")
     return RedirectResponse(area.security, status_code=303)
@@ -619,6 +818,26 @@ def client_disable(request: Request) -> Response:
     return _disable(request, CLIENT)
 
 
+@router.post("/account/security/step-up")
+def client_step_up(request: Request) -> Response:
+    return _step_up_password(request, CLIENT)
+
+
+@router.post("/account/security/step-up/verify")
+def client_step_up_code(request: Request) -> Response:
+    return _step_up_code(request, CLIENT)
+
+
+@router.post("/account/security/step-up/backup")
+def client_step_up_backup(request: Request) -> Response:
+    return _step_up_backup(request, CLIENT)
+
+
+@router.post("/account/security/password")
+def client_change_password(request: Request) -> Response:
+    return _change_password(request, CLIENT)
+
+
 @router.get("/admin/account/security")
 def admin_security(request: Request) -> Response:
     return _security_page(request, ADMIN)
@@ -637,3 +856,23 @@ def admin_confirm_setup(request: Request) -> Response:
 @router.post("/admin/account/security/disable")
 def admin_disable(request: Request) -> Response:
     return _disable(request, ADMIN)
+
+
+@router.post("/admin/account/security/step-up")
+def admin_step_up(request: Request) -> Response:
+    return _step_up_password(request, ADMIN)
+
+
+@router.post("/admin/account/security/step-up/verify")
+def admin_step_up_code(request: Request) -> Response:
+    return _step_up_code(request, ADMIN)
+
+
+@router.post("/admin/account/security/step-up/backup")
+def admin_step_up_backup(request: Request) -> Response:
+    return _step_up_backup(request, ADMIN)
+
+
+@router.post("/admin/account/security/password")
+def admin_change_password(request: Request) -> Response:
+    return _change_password(request, ADMIN)

@@ -83,14 +83,14 @@ def test_first_admin_is_created_once_with_a_printed_password(web: Any) -> None:
     assert not ensure_first_admin(web.accounts, environ={}, echo=printed.append)
     [line] = printed
     password = line.rsplit(": ", 1)[1]
-    assert web.accounts.authenticate("admin", "admin@localhost", password) is not None
+    assert web.accounts.check_password(web.accounts.find("admin", "admin@localhost"), password)
 
 
 def test_first_admin_password_from_the_environment_is_not_printed(web: Any) -> None:
     printed: list[str] = []
     ensure_first_admin(web.accounts, environ={"SECMOD_ADMIN_PASSWORD": "from-the-env-123"}, echo=printed.append)
     assert "from-the-env-123" not in printed[0]
-    assert web.accounts.authenticate("admin", "admin@localhost", "from-the-env-123") is not None
+    assert web.accounts.check_password(web.accounts.find("admin", "admin@localhost"), "from-the-env-123")
 
 
 def test_a_client_cannot_log_in_to_the_admin_area(client: Any, admin_password: str) -> None:
@@ -171,7 +171,14 @@ def test_admin_disables_a_clients_second_factor(admin: Any, web: Any, client: An
     users = admin.get("/admin/users")
     assert "ada@example.com" in users.text and ">totp<" in users.text
     [ada] = web.accounts.list("client")
-    post(admin, f"/admin/users/{ada.id}/disable-2fa", page="/admin/users")
+    # One click on the users page only asks; it says what disabling does.
+    asked = admin.get(f"/admin/users/{ada.id}/disable-2fa")
+    assert asked.status_code == 200
+    assert "ada@example.com" in text(asked) and "backup code" in text(asked).lower()
+    unconfirmed = post(admin, f"/admin/users/{ada.id}/disable-2fa", page="/admin/users")
+    assert unconfirmed.status_code == 400
+    assert web.host.status(ada.as_user()) is not None
+    post(admin, f"/admin/users/{ada.id}/disable-2fa", {"confirm": "yes"}, page="/admin/users")
     assert web.host.status(ada.as_user()) is None
     events = admin.get("/admin/audit").text
     [root] = web.accounts.list("admin")
@@ -266,6 +273,45 @@ def test_save_and_cancel_are_separate_buttons(admin: Any) -> None:
     page = admin.get("/admin/2fa/totp").text
     assert '<div class="form-actions">' in page
     assert '<a class="button secondary" href="/admin/2fa">Cancel</a>' in page
+
+
+def test_the_first_admins_password_is_one_time(web: Any, make_client: Any) -> None:
+    """Issue 12 point 4: the printed password logs in once, to be replaced there."""
+    printed: list[str] = []
+    ensure_first_admin(web.accounts, environ={}, echo=printed.append)
+    one_time = printed[0].rsplit(": ", 1)[1]
+    browser = make_client()
+    forced = log_in(browser, "admin@localhost", one_time, admin=True)
+    assert forced.url.path == "/admin/account/security"
+    assert "for one login only" in text(forced)
+    # Nothing else is reachable until it is replaced.
+    assert browser.get("/admin/2fa").url.path == "/admin/account/security"
+    assert browser.get("/admin/users").url.path == "/admin/account/security"
+    changed = post(browser, "/admin/account/security/password",
+                   {"new_password": "my own password", "new_password_confirm": "my own password"},
+                   page="/admin/account/security")
+    assert changed.url.path == "/admin/2fa"
+    assert "Your password has been changed" in text(changed)
+    log_out(browser, admin=True)
+    assert log_in(browser, "admin@localhost", one_time, admin=True).status_code == 401
+    assert log_in(browser, "admin@localhost", "my own password", admin=True).url.path == "/admin/2fa"
+    assert any(event.event == "password_change" for event in web.host.audit_events(limit=20))
+
+
+def test_reset_password_from_the_command_line(web: Any, make_client: Any, config_file: Any) -> None:
+    from secmod.host.cli import app as cli
+    from typer.testing import CliRunner
+
+    web.accounts.create("admin", "root@example.com", PASSWORD)
+    result = CliRunner().invoke(cli, ["--config", str(config_file), "admin", "reset-password", "ROOT@example.com"])
+    assert result.exit_code == 0, result.output
+    one_time = result.output.strip().rsplit(": ", 1)[1]
+    assert PASSWORD not in result.output
+    browser = make_client()
+    assert log_in(browser, "root@example.com", PASSWORD, admin=True).status_code == 401
+    assert log_in(browser, "root@example.com", one_time, admin=True).url.path == "/admin/account/security"
+    unknown = CliRunner().invoke(cli, ["--config", str(config_file), "admin", "reset-password", "nobody@example.com"])
+    assert unknown.exit_code == 1 and "no administrator nobody@example.com" in unknown.output
 
 
 def test_a_redirecting_modules_page_shows_the_callback_the_host_builds(admin: Any, web: Any) -> None:

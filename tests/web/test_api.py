@@ -49,10 +49,12 @@ def test_full_login_over_the_api(client: Any, fake_clock: Any) -> None:
 
 
 def test_recover_and_disable(client: Any, fake_clock: Any) -> None:
-    enrol(client, fake_clock)
+    secret = enrol(client, fake_clock)
     bad = call(client, "/recover", {"user": ADA, "answer": {"code": "0000-0000-0000-0000"}})
     assert bad["outcome"] == "rejected" and bad["new_backup_codes"] == []
-    assert call(client, "/disable", {"user": ADA, "actor": "billing-portal"}) == {"disabled": True}
+    fake_clock.advance(30)
+    step_up = {"answer": {"code": pyotp.TOTP(secret).at(fake_clock())}}
+    assert call(client, "/disable", {"user": ADA, "actor": "billing-portal", "step_up": step_up}) == {"disabled": True}
     assert call(client, "/disable", {"user": ADA}) == {"disabled": False}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -112,13 +113,16 @@ def test_backup_code_logs_in_once_and_shows_a_new_one(client: Any, fake_clock: A
     assert "Login via Backup Code Successful" in post(client, "/login/backup", {"code": fresh}, page="/login/backup").text
 
 
-def test_disable_needs_the_password(client: Any, fake_clock: Any) -> None:
+def test_disable_needs_the_password_and_a_code(client: Any, fake_clock: Any) -> None:
     sign_up(client)
-    enable_totp(client, fake_clock)
-    wrong = post(client, "/account/security/disable", {"password": "not it"}, page="/account/security")
-    assert wrong.status_code == 400
-    assert messages.PASSWORD_INCORRECT in wrong.text
-    right = post(client, "/account/security/disable", {"password": PASSWORD}, page="/account/security")
+    secret, _ = enable_totp(client, fake_clock)
+    wrong = post(client, "/account/security/step-up", {"password": "not it"}, page="/account/security")
+    assert wrong.status_code == 403
+    assert messages.PASSWORD_INCORRECT in text(wrong)
+    post(client, "/account/security/step-up", {"password": PASSWORD}, page="/account/security")
+    fake_clock.advance(30)
+    post(client, "/account/security/step-up/verify", {"code": totp_code(secret, fake_clock)}, page="/account/security")
+    right = post(client, "/account/security/disable", {}, page="/account/security")
     assert messages.DISABLED in right.text
     log_out(client)
     assert log_in(client).url.path == "/clientarea"
@@ -261,3 +265,26 @@ def test_the_backup_code_works_during_a_code_lockout_and_its_own_lock_says_until
     second = client.get("/login/2fa")
     assert messages.BACKUP_CODES_LOCKED.format(until=until) in text(second)
     assert 'href="/login/backup"' not in second.text and 'name="code"' in second.text
+
+
+def test_register_does_not_tell_which_emails_have_accounts(client: Any, web: Any, make_client: Any) -> None:
+    """Issue 12 point 15: a taken email gets exactly the answer a free one gets."""
+    sign_up(client)
+    log_out(client)
+
+    def register(browser: Any, email: str) -> Any:
+        return post(browser, "/register", {"email": email, "name": "Mallory", "password": "attacker password",
+                                           "password_confirm": "attacker password"}, page="/register")
+
+    taken, free = register(make_client(), "ADA@example.com "), register(make_client(), "new@example.com")
+    assert (taken.status_code, taken.url.path) == (free.status_code, free.url.path) == (200, "/login")
+    def page(response: Any) -> str:
+        return re.sub(r'name="csrf_token" value="[^"]+"', "", text(response))
+
+    assert page(taken) == page(free)
+    assert "Please log in" in text(taken)
+    # Nothing about the owner's account changed: their password still works, Mallory's does not.
+    assert [account.name for account in web.accounts.list("client")] == ["Ada", "Mallory"]
+    assert log_in(client).url.path == "/clientarea"
+    log_out(client)
+    assert log_in(client, password="attacker password").status_code == 401

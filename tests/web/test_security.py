@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .conftest import PASSWORD, enable_totp, log_in, log_out, post, sign_up, totp_code
+from .conftest import PASSWORD, csrf_token, enable_totp, log_in, log_out, post, sign_up, totp_code
 
 SESSION = "secmod_session"
 
@@ -56,7 +56,8 @@ def test_session_cookie_flags_and_rotation(client: Any, fake_clock: Any) -> None
     secret, _ = enable_totp(client, fake_clock)
     log_out(client)
     client.get("/login")
-    anonymous = client.cookies[SESSION]
+    anonymous = client.cookies.get(SESSION)
+    assert anonymous is None  # an anonymous browser has no server-side session at all
     password_step = post(client, "/login", {"email": "ada@example.com", "password": PASSWORD}, follow_redirects=False)
     cookie = _set_cookie(password_step)
     assert "HttpOnly" in cookie and "SameSite=lax" in cookie and "Max-Age" not in cookie
@@ -97,7 +98,9 @@ def test_secure_cookies_when_configured(config_file: Any, fake_clock: Any) -> No
     app = create_app(config_file, host_kwargs={"clock": fake_clock})
     try:
         with TestClient(app, base_url="https://testserver") as client:
-            assert "Secure" in _set_cookie(client.get("/login"))
+            anonymous = client.get("/register").headers["set-cookie"]
+            assert anonymous.startswith("secmod_csrf=") and "Secure" in anonymous
+            assert "Secure" in _set_cookie(sign_up(client).history[0])
     finally:
         app.state.web.close()
 
@@ -132,3 +135,47 @@ def test_head_of_the_front_page_answers_and_pages_have_a_favicon(client: Any) ->
     assert found, "no favicon link on the login page"
     icon = client.get(found.group(1))
     assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
+def test_a_csrf_token_planted_before_login_is_dead_after_it(make_client: Any, fake_clock: Any) -> None:
+    """An attacker who knows the anonymous form token (planted in the victim's browser)
+    cannot use it once the victim has logged in: the token changes with the session id."""
+    victim = make_client()
+    sign_up(victim)
+    log_out(victim)
+    planted = csrf_token(victim, "/login")
+    log_in(victim)
+    assert victim.get("/clientarea").url.path == "/clientarea"
+    forged = victim.post("/account/security/setup", data={"csrf_token": planted, "module": "totp"})
+    assert forged.status_code == 403
+    assert csrf_token(victim, "/account/security") != planted
+
+
+def test_every_session_rotation_issues_a_new_csrf_token(client: Any, fake_clock: Any) -> None:
+    sign_up(client)
+    enable_totp(client, fake_clock)
+    log_out(client)
+    before = csrf_token(client, "/login")
+    assert log_in(client).url.path == "/login/2fa"
+    after_password = csrf_token(client, "/login/2fa")
+    assert after_password != before
+
+
+def test_anonymous_page_views_write_no_session_rows(client: Any, web: Any, make_client: Any) -> None:
+    """Issue 12 point 13: cookieless GETs must not be a cheap way to fill the disk."""
+    import sqlalchemy as sa
+    from secmod.host.web.accounts import StoredSession
+
+    def rows() -> int:
+        with web.accounts_engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(StoredSession.__table__)).scalar_one()
+
+    for _ in range(40):
+        for path in ("/login", "/register", "/admin/login", "/"):
+            client.cookies.clear()
+            assert client.get(path).status_code == 200
+    assert rows() == 0
+    # The anonymous form token still works: it travels in its own signed cookie.
+    browser = make_client()
+    sign_up(browser)
+    assert rows() == 1

@@ -182,8 +182,12 @@ class DuoSettings(ModuleSettings):
         if value is None:
             return None
         path = Path(value)
-        if not path.exists():
-            raise ValueError(f"CA bundle {str(path)!r} does not exist")
+        try:
+            found = path.exists()
+        except (OSError, ValueError) as error:  # a name too long, a NUL byte: no such file either
+            raise ValueError(f"CA bundle path cannot be used ({type(error).__name__})") from None
+        if not found:
+            raise ValueError(f"CA bundle {str(path)[:200]!r} does not exist")
         return str(path)
 
     @model_validator(mode="after")

@@ -67,6 +67,7 @@ def _redirect_uri(duo_url: str) -> str:
 def sign_up_and_enable_duo(client: TestClient) -> None:
     post(client, "/register", {"email": "ada@example.com", "name": "Ada", "password": PASSWORD,
                                "password_confirm": PASSWORD}, page="/register")
+    post(client, "/login", {"email": "ada@example.com", "password": PASSWORD}, page="/login")
     done = post(client, "/account/security/setup", {"module": "duo"}, page="/account/security")
     assert messages.DUO_SETUP_NEXT_LOGIN in html.unescape(done.text)
     post(client, "/logout", {}, page="/clientarea")
@@ -119,3 +120,21 @@ def test_duo_down_at_login_follows_the_operators_fail_mode(tmp_path, fake, fail_
             assert reasons[0] == ("fail_open" if fail_mode == "open" else "unavailable")
     finally:
         app.state.web.close()
+
+
+def test_step_up_through_duo_before_removing_it(web_client, fake):
+    """Issue 12 point 1: removing Duo asks for the password and a Duo approval first."""
+    sign_up_and_enable_duo(web_client)
+    response = log_in(web_client)
+    while response.status_code in (302, 303) and urlsplit(response.headers["location"]).netloc in ("", "localhost"):
+        response = web_client.get(response.headers["location"], follow_redirects=False)
+    web_client.get("/login/duo/callback", params=fake.come_back(response.headers["location"]))
+    refused = post(web_client, "/account/security/disable", {}, page="/account/security")
+    assert refused.status_code == 403
+    to_duo = post(web_client, "/account/security/step-up", {"password": PASSWORD}, page="/account/security",
+                  follow=False)
+    assert to_duo.headers["location"].startswith(f"https://{fake.api_hostname}/oauth/v1/authorize?")
+    proved = web_client.get("/login/duo/callback", params=fake.come_back(to_duo.headers["location"]))
+    assert proved.status_code == 200 and "you can now" in html.unescape(proved.text).lower()
+    removed = post(web_client, "/account/security/disable", {}, page="/account/security")
+    assert messages.DISABLED in html.unescape(removed.text)

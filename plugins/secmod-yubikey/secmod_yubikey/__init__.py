@@ -179,8 +179,14 @@ class YubikeySettings(ModuleSettings):
     @field_validator("ca_file")
     @classmethod
     def _ca_file(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
-            raise ValueError(f"{value!r} is not a file")
+        if value is None:
+            return value
+        try:
+            found = Path(value).is_file()
+        except (OSError, ValueError) as error:  # a name too long, a NUL byte: no such file either
+            raise ValueError(f"ca_file: the path cannot be used ({type(error).__name__})") from None
+        if not found:
+            raise ValueError(f"ca_file: {value[:200]!r} is not a file")
         return value
 
     @field_validator("keys", mode="before")

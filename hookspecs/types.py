@@ -20,6 +20,7 @@ __all__ = [
     "Activation",
     "ActivateRequest",
     "Audience",
+    "BrowserCeremony",
     "Challenge",
     "ChallengeRequest",
     "Field",
@@ -94,6 +95,11 @@ class ModuleSettings(BaseModel):
     ``clients`` and ``admins`` mirror WHMCS's "Enable for use by Clients" and "Enable
     for use by Administrative Users". Declare secrets as ``pydantic.SecretStr``: the
     host seals them at rest, masks them in forms and never shows them back.
+
+    The host validates the model with the pydantic validation context
+    ``{"base_url": "<[web] base_url>"}`` (contract 1.1), so a validator can derive a
+    default from the site's public address (WebAuthn's relying party, a callback URL);
+    anything else that validates it may pass no context, so treat it as optional.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -173,6 +179,51 @@ class Provisioning:
     qr_terminal: str = field(default="", repr=False)
 
 
+# -- browser ceremonies (contract 1.1) -------------------------------------------------
+# Kept in their own block: other additions to this file stay clear of it when merging.
+
+CeremonyKind = Literal["webauthn.create", "webauthn.get"]
+"""The browser ceremonies a host knows how to run."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrowserCeremony:
+    """Something only the person's browser can do, such as touching a security key.
+
+    Added in contract 1.1. A prompt carrying one asks the host's page to run the
+    ceremony with ``options_json`` and to post the browser's JSON result back as the
+    answer field ``answer_field``. A host that has no browser (the CLI) refuses such a
+    prompt with a clear "needs a browser" error; the JSON API hands ``kind`` and
+    ``options_json`` to its client, which runs the ceremony and sends the result back
+    in ``answer_field``.
+
+    :param kind: ``webauthn.create`` (register a credential: the options are
+        WebAuthn's ``PublicKeyCredentialCreationOptionsJSON``) or ``webauthn.get``
+        (prove one: ``PublicKeyCredentialRequestOptionsJSON``). Binary members are
+        base64url text, and the result is the credential's JSON form with the same
+        encoding (``PublicKeyCredential.toJSON()``).
+    :param options_json: the options as JSON text; they hold a one-use challenge and the
+        person's credential ids, so they are hidden from ``repr``.
+    :param answer_field: the name of one of the prompt's fields (``kind="hidden"``) that
+        carries the result; the prompt must list it.
+    """
+
+    kind: CeremonyKind
+    options_json: str = field(repr=False)
+    answer_field: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("webauthn.create", "webauthn.get"):
+            raise ValueError(f"BrowserCeremony.kind must be webauthn.create or webauthn.get, got {self.kind!r}")
+        if not isinstance(self.options_json, str) or not self.options_json.strip():
+            raise ValueError("BrowserCeremony.options_json must be the options as JSON text")
+        if not isinstance(self.answer_field, str) or not self.answer_field.strip():
+            raise ValueError("BrowserCeremony.answer_field must name the field the result is posted in")
+
+
+# -- prompts ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prompt:
     """What to show the person: a message, the fields to fill, or where to go.
@@ -182,6 +233,10 @@ class Prompt:
     :param fields: inputs to collect; the answer maps their names to strings.
     :param redirect_url: send the browser here instead of showing a form (Duo).
     :param provisioning: secret, URI and QR code during TOTP-like enrolment.
+    :param ceremony: a :class:`BrowserCeremony` the page must run (a security key);
+        its ``answer_field`` is one of ``fields``. Added in contract 1.1: a host that
+        predates it shows only the fields, so a module needing it should declare
+        ``contract=">=1.1,<2"``.
     """
 
     message: str
@@ -189,6 +244,14 @@ class Prompt:
     fields: tuple[Field, ...] = ()
     redirect_url: str | None = field(default=None, repr=False)
     provisioning: Provisioning | None = None
+    ceremony: BrowserCeremony | None = None
+
+    def __post_init__(self) -> None:
+        if self.ceremony is not None and self.ceremony.answer_field not in {f.name for f in self.fields}:
+            raise ValueError(
+                f"Prompt.ceremony posts its result in {self.ceremony.answer_field!r}, which is not one of the "
+                "prompt's fields; add it as a hidden Field"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

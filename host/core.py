@@ -27,6 +27,7 @@ from secmod.hookspecs import (
     Activation,
     ActivateRequest,
     Audience,
+    BrowserCeremony,
     ChallengeRequest,
     Field,
     ForgetRequest,
@@ -144,6 +145,7 @@ def _prompt_from_json(data: Mapping[str, Any]) -> Prompt:
         fields=tuple(Field(**item) for item in data.get("fields", ())),
         redirect_url=data.get("redirect_url"),
         provisioning=Provisioning(**provisioning) if provisioning else None,
+        ceremony=BrowserCeremony(**ceremony) if (ceremony := data.get("ceremony")) else None,
     )
 
 
@@ -219,7 +221,7 @@ class Host:
                 except SealError as error:
                     raise ConfigError(f"{where}: [modules.{module.name}] {key}: {error}") from None
         try:
-            return module.info.settings_model.model_validate(raw)
+            return module.info.settings_model.model_validate(raw, context=self.settings.module_settings_context)
         except ValidationError as error:
             raise ConfigError(
                 describe_validation_error(error, where=where, prefix=f"[modules.{module.name}] ")

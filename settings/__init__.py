@@ -77,8 +77,10 @@ class WebSettings(_Section):
     host: str = "127.0.0.1"
     """The address to listen on."""
     port: int = Field(8000, ge=1, le=65535)
-    base_url: str = "http://127.0.0.1:8000"
-    """The public address; Duo's redirect URL is built from it: {base_url}/login/duo/callback."""
+    base_url: str = "http://localhost:8000"
+    """The public address. Duo's redirect URL is built from it ({base_url}/login/duo/callback)
+    and WebAuthn's relying party (id and origin), which cannot be an IP address: hence
+    localhost, not 127.0.0.1."""
     session_secret: str | None = None
     """Signs the session cookie; when unset, one is generated and kept in the accounts database."""
     api_token: str | None = None
@@ -149,6 +151,11 @@ class SecmodSettings(BaseSettings):
         """A path from the settings, relative to the config file's folder."""
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    @property
+    def module_settings_context(self) -> dict[str, str]:
+        """The pydantic validation context every module's settings are validated with."""
+        return {"base_url": self.web.base_url}
 
     @property
     def resolved_database_url(self) -> str:

@@ -143,7 +143,7 @@ def save_module_settings(request: Request, name: str) -> Response:
     with web.reload_lock:
         raw, new_secrets = read_form(model, web.host.module_settings[name], form)
         try:
-            validated = model.model_validate(raw)
+            validated = model.model_validate(raw, context=web.host.settings.module_settings_context)
         except ValidationError as invalid:
             error = describe_validation_error(invalid, where=module.info.friendly_name)
             return _module_page(request, account, name, error=error, status_code=400, form=form)

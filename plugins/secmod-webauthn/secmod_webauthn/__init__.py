@@ -188,7 +188,9 @@ class WebAuthnSettings(ModuleSettings):
     @classmethod
     def _rp_id(cls, value: str) -> str:
         value = value.strip().lower()
-        if not value or "/" in value or ":" in value.strip("[]"):
+        if _is_ip(value):  # valid here, refused by activate with the reason (switched off, harmless)
+            return value.strip("[]")
+        if not value or "/" in value or ":" in value:
             raise ValueError("rp_id must be a bare domain name such as example.com (no scheme, port or path)")
         return value
 

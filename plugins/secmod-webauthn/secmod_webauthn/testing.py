@@ -86,19 +86,26 @@ class SoftAuthenticator:
     # -- registration ------------------------------------------------------------------
 
     def create(self, options_json: str, *, origin: str | None = None, rp_id: str | None = None,
-               challenge: str | None = None) -> str:
-        """``navigator.credentials.create()``: a new ES256 credential, "none" attestation."""
+               challenge: str | None = None, reuse: bytes | None = None) -> str:
+        """``navigator.credentials.create()``: a new ES256 credential, "none" attestation.
+
+        :param reuse: register this held credential again, as a browser that ignores
+            ``excludeCredentials`` would let a key do.
+        """
         options = json.loads(options_json)
         excluded = {from_b64url(item["id"]) for item in options.get("excludeCredentials", ())}
-        if excluded & set(self.credentials):
+        if reuse is None and excluded & set(self.credentials):
             raise CredentialExcluded("this authenticator already holds an excluded credential")
         assert any(p["alg"] == COSE_ES256 for p in options["pubKeyCredParams"]), "the RP must allow ES256"
         rp = rp_id or options["rp"]["id"]
-        credential = SoftCredential(
-            credential_id=os.urandom(32), private_key=ec.generate_private_key(ec.SECP256R1()),
-            rp_id=options["rp"]["id"], user_handle=from_b64url(options["user"]["id"]),
-        )
-        self.credentials[credential.credential_id] = credential
+        if reuse is not None:
+            credential = self.credentials[reuse]
+        else:
+            credential = SoftCredential(
+                credential_id=os.urandom(32), private_key=ec.generate_private_key(ec.SECP256R1()),
+                rp_id=options["rp"]["id"], user_handle=from_b64url(options["user"]["id"]),
+            )
+            self.credentials[credential.credential_id] = credential
         attested = (
             bytes(16)  # AAGUID: zeros, as "none" attestation reports it
             + struct.pack(">H", len(credential.credential_id)) + credential.credential_id

@@ -155,6 +155,8 @@ class Field:
     :param label: the text beside it.
     :param kind: ``text``, ``number``, ``password`` or ``hidden``.
     :param max_length: a hint for the input; the module still checks its input.
+    :param required: False lets the person leave it empty (an optional name). Added in
+        contract 1.1; hosts before it treat every field as required.
     """
 
     name: str
@@ -163,6 +165,7 @@ class Field:
     placeholder: str = ""
     max_length: int | None = None
     autocomplete: str = "one-time-code"
+    required: bool = True
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

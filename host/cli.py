@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from secmod.hookspecs import Audience, User
+from secmod.hookspecs import Audience, Prompt, User
 from secmod.settings import ConfigError, config_path, load_settings, set_module_setting
 
 from .errors import SecmodError
@@ -97,6 +97,15 @@ def _print_result(result: VerifyResult) -> None:
         typer.echo(f"Your New Backup Code is: {code}")
 
 
+def _refuse_browser_ceremony(module: str, prompt: Prompt) -> None:
+    if prompt.ceremony is not None:
+        raise Failure(
+            f"module {module!r} needs a browser: its {prompt.ceremony.kind} ceremony (a security key or passkey) "
+            "runs only in a web page. Use `secmod serve`, or drive it through the JSON API.",
+            code=2,
+        )
+
+
 def _exit_for(result: VerifyResult) -> None:
     if result.outcome is not Outcome.ACCEPTED:
         raise typer.Exit(2 if result.outcome is Outcome.LOCKED else 1)
@@ -147,6 +156,7 @@ def enroll(
                 typer.echo(f"URI:    {prompt.provisioning.uri}")
             if prompt.redirect_url:
                 raise Failure(f"module {module!r} enrols in a browser; use `secmod serve`")
+            _refuse_browser_ceremony(step.module, prompt)
             if prompt.instructions:
                 typer.echo(prompt.instructions)
         answer = {field.name: typer.prompt(field.label, hide_input=field.kind == "password") for field in prompt.fields}
@@ -175,6 +185,7 @@ def verify(
     started = host.begin_challenge(person)
     if started.prompt.redirect_url:
         raise Failure(f"module {started.module!r} verifies in a browser; use `secmod serve`")
+    _refuse_browser_ceremony(started.module, started.prompt)
     typer.secho(started.prompt.message, bold=True)
     answer = {}
     for field in started.prompt.fields:

@@ -396,11 +396,11 @@ def _registration_prompt(
         exclude_credentials=_descriptors(credentials),
     )
     fields = [Field(name=NAME_FIELD, label="Name for this key", placeholder="e.g. Work laptop",
-                    max_length=MAX_NAME, autocomplete="off")]
+                    max_length=MAX_NAME, autocomplete="off", required=False)]
     instructions = SETUP_INSTRUCTIONS
     if credentials:
         fields.append(Field(name=REMOVE_FIELD, label="Or remove the key named", max_length=MAX_NAME,
-                            autocomplete="off"))
+                            autocomplete="off", required=False))
         instructions = (
             f"{_list_keys(credentials)} To add another, name it, press the button and touch it. "
             "To remove one instead, type its name under \u201cOr remove the key named\u201d and submit "

@@ -68,9 +68,12 @@ def serve(config: str | Path | None = None, *, host: str | None = None, port: in
     bind_host = host or settings.web.host
     bind_port = port or settings.web.port
     listening = f"http://{bind_host}:{bind_port}"
-    print(f"secmod web host: {listening}/login (clients), {listening}/admin (administrators)")
-    if settings.web.base_url.rstrip("/") != listening:
-        print(f"public address ([web] base_url): {settings.web.base_url}")
+    # People must browse the public address: Duo comes back to it, and security keys
+    # are bound to it (a key registered at localhost does not answer at 127.0.0.1).
+    public = settings.web.base_url.rstrip("/")
+    print(f"secmod web host: {public}/login (clients), {public}/admin (administrators)")
+    if public != listening:
+        print(f"listening on {listening}")
     if not settings.web.api_token:
         print("JSON API off: set [web] api_token to turn /api/v1 on")
     config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level="info")

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field as SettingField
-from pydantic import ValidationInfo, field_validator, model_validator
+from pydantic import PrivateAttr, ValidationInfo, field_validator, model_validator
 from webauthn import (
     generate_authentication_options,
     generate_registration_options,
@@ -137,17 +137,20 @@ def _is_ip(name: str) -> bool:
 class WebAuthnSettings(ModuleSettings):
     """``[modules.webauthn]``. Off until the operator switches it on.
 
-    ``rp_id`` and ``origin`` default to the host's ``[web] base_url`` (its host name and
-    its scheme://host:port); set them only when the public address differs, e.g.
-    ``rp_id = "example.com"`` to share passkeys between ``www.`` and ``portal.``.
+    ``rp_id`` and ``origin`` left empty follow the host's ``[web] base_url`` (its host
+    name and its scheme://host:port), read from the validation context each time the
+    settings are loaded, so they are never written down and never go stale when the
+    site moves. Set them only when the public address differs, e.g.
+    ``rp_id = "example.com"`` to share keys between ``www.`` and ``portal.``. Read the
+    values in use from :attr:`effective_rp_id` and :attr:`effective_origin`.
     """
 
     rp_id: str = SettingField(
         "", title="Relying party id",
-        description="A domain (example.com) or localhost, never an IP address; default: the host of [web] base_url.")
+        description="A domain (example.com) or localhost, never an IP address; empty: the host of [web] base_url.")
     origin: str = SettingField(
         "", title="Origin",
-        description="scheme://host[:port] the browser shows; default: that of [web] base_url.")
+        description="scheme://host[:port] the browser shows; empty: that of [web] base_url.")
     rp_name: str = SettingField("secmod", min_length=1, max_length=64, title="Site name",
                                 description="The name the browser shows when asking for the key.")
     user_verification: Literal["required", "preferred", "discouraged"] = SettingField(
@@ -162,23 +165,13 @@ class WebAuthnSettings(ModuleSettings):
     timeout_seconds: int = SettingField(300, ge=30, le=600, title="Ceremony timeout (seconds)")
     max_credentials: int = SettingField(10, ge=1, le=50, title="Keys per person")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _relying_party_from_base_url(cls, data: Any, info: ValidationInfo) -> Any:
-        # Filled in before validation, so the frozen model is built once with its real values.
-        if not isinstance(data, Mapping):
-            return data
-        base_url = (info.context or {}).get("base_url") or FALLBACK_BASE_URL
-        filled = dict(data)
-        if not str(filled.get("origin") or "").strip():
-            filled["origin"] = _origin_of(base_url)
-        if not str(filled.get("rp_id") or "").strip():
-            filled["rp_id"] = urlsplit(str(filled["origin"]).strip()).hostname or ""
-        return filled
+    _base_origin: str = PrivateAttr(default=_origin_of(FALLBACK_BASE_URL))
 
     @field_validator("origin")
     @classmethod
     def _origin(cls, value: str) -> str:
+        if not value.strip():
+            return ""
         origin = _origin_of(value)
         if origin != value.strip().rstrip("/"):
             raise ValueError(f"origin must be scheme://host[:port] with no path, e.g. {origin!r}")
@@ -188,35 +181,49 @@ class WebAuthnSettings(ModuleSettings):
     @classmethod
     def _rp_id(cls, value: str) -> str:
         value = value.strip().lower()
+        if not value:
+            return ""
         if _is_ip(value):  # valid here, refused by activate with the reason (switched off, harmless)
             return value.strip("[]")
-        if not value or "/" in value or ":" in value:
+        if "/" in value or ":" in value:
             raise ValueError("rp_id must be a bare domain name such as example.com (no scheme, port or path)")
         return value
 
     @model_validator(mode="after")
-    def _rp_id_matches_origin(self) -> WebAuthnSettings:
-        host = (urlsplit(self.origin).hostname or "").lower()
-        if host != self.rp_id and not host.endswith("." + self.rp_id):
-            raise ValueError(
-                f"rp_id {self.rp_id!r} must be the origin's host {host!r} or a domain it belongs to"
-            )
+    def _relying_party(self, info: ValidationInfo) -> WebAuthnSettings:
+        base_url = (info.context or {}).get("base_url") or FALLBACK_BASE_URL
+        # A private attribute: the frozen model's fields keep exactly what was written.
+        self._base_origin = _origin_of(base_url)
+        host = (urlsplit(self.effective_origin).hostname or "").lower()
+        rp_id = self.effective_rp_id
+        if host != rp_id and not host.endswith("." + rp_id):
+            raise ValueError(f"rp_id {rp_id!r} must be the origin's host {host!r} or a domain it belongs to")
         return self
+
+    @property
+    def effective_origin(self) -> str:
+        """The origin browsers must report: ``origin``, else that of ``[web] base_url``."""
+        return self.origin or self._base_origin
+
+    @property
+    def effective_rp_id(self) -> str:
+        """The relying-party id: ``rp_id``, else the host name of the effective origin."""
+        return self.rp_id or (urlsplit(self.effective_origin).hostname or "")
 
 
 def relying_party_problem(settings: WebAuthnSettings) -> str:
     """Why no browser will run a ceremony for these settings, or ``""``."""
-    host = urlsplit(settings.origin).hostname or ""
-    if _is_ip(settings.rp_id) or _is_ip(host):
+    host = urlsplit(settings.effective_origin).hostname or ""
+    if _is_ip(settings.effective_rp_id) or _is_ip(host):
         return (
-            f"WebAuthn cannot run on an IP address ({settings.rp_id}): browsers accept only a domain "
+            f"WebAuthn cannot run on an IP address ({settings.effective_rp_id}): browsers accept only a domain "
             "name or localhost as the relying party. Set [web] base_url to http://localhost:PORT or "
             "the site's domain (or set [modules.webauthn] rp_id and origin)."
         )
-    if urlsplit(settings.origin).scheme != "https" and host != "localhost" and not host.endswith(".localhost"):
+    if urlsplit(settings.effective_origin).scheme != "https" and host != "localhost" and not host.endswith(".localhost"):
         return (
             f"Browsers offer security keys only on https:// pages (or http://localhost); the origin "
-            f"{settings.origin} is plain http. Serve the site over https and set [web] base_url to it."
+            f"{settings.effective_origin} is plain http. Serve the site over https and set [web] base_url to it."
         )
     return ""
 
@@ -321,7 +328,7 @@ def configure() -> ModuleInfo:
 @hookimpl
 def activate(request: ActivateRequest) -> Activation:
     settings = _usable(request.settings)
-    return Activation(message=f"Relying party {settings.rp_id}, origin {settings.origin}.")
+    return Activation(message=f"Relying party {settings.effective_rp_id}, origin {settings.effective_origin}.")
 
 
 @hookimpl
@@ -349,8 +356,8 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
         verified = verify_registration_response(
             credential=registration,
             expected_challenge=base64url_to_bytes(request.pending["challenge"]),
-            expected_rp_id=settings.rp_id,
-            expected_origin=settings.origin,
+            expected_rp_id=settings.effective_rp_id,
+            expected_origin=settings.effective_origin,
             require_user_verification=settings.user_verification == "required",
         )
     except _BAD_INPUT as error:
@@ -382,7 +389,7 @@ def _registration_prompt(
 ) -> SetupPrompt:
     user_handle = (request.state or {}).get("user_handle") or bytes_to_base64url(secrets.token_bytes(USER_HANDLE_BYTES))
     options = generate_registration_options(
-        rp_id=settings.rp_id,
+        rp_id=settings.effective_rp_id,
         rp_name=settings.rp_name,
         user_id=base64url_to_bytes(user_handle),
         user_name=request.user.label,
@@ -441,7 +448,7 @@ def challenge(request: ChallengeRequest) -> Challenge:
         raise ModuleError("No security key is registered for you. Log in with your backup code.",
                           reason="no_credentials")
     options = generate_authentication_options(
-        rp_id=settings.rp_id,
+        rp_id=settings.effective_rp_id,
         timeout=settings.timeout_seconds * 1000,
         allow_credentials=_descriptors(credentials),
         user_verification=UserVerificationRequirement(settings.user_verification),
@@ -482,8 +489,8 @@ def verify(request: VerifyRequest) -> Verdict:
         verified = verify_authentication_response(
             credential=assertion,
             expected_challenge=base64url_to_bytes(request.pending["challenge"]),
-            expected_rp_id=settings.rp_id,
-            expected_origin=settings.origin,
+            expected_rp_id=settings.effective_rp_id,
+            expected_origin=settings.effective_origin,
             credential_public_key=base64url_to_bytes(stored["public_key"]),
             # 0 turns the library's own counter check off: it runs before the signature
             # is checked, so a forged answer could raise a false clone alarm. Ours is below.

@@ -193,3 +193,41 @@ def test_cli_says_the_module_needs_a_browser(config_file: Path, monkeypatch: pyt
     listed = runner.invoke(cli_app, ["--config", str(config_file), "modules"])
     assert listed.exit_code == 0
     assert re.search(r"webauthn\s+Security Key / Passkey\s+secmod-webauthn\s+0\.1\.0\s+on\s+on\s+1", listed.output), listed.output
+
+
+def test_admin_switches_it_on_and_the_relying_party_is_not_pinned(tmp_path: Path, fake_clock: Any) -> None:
+    import tomllib
+
+    config = tmp_path / "secmod.toml"
+    config.write_text(CONFIG.split("[modules.webauthn]")[0])
+    application = create_app(config, host_kwargs={"clock": fake_clock})
+    try:
+        application.state.web.accounts.create(Audience.ADMIN, "root@example.com", PASSWORD, name="Root")
+        with TestClient(application) as admin:
+            post(admin, "/admin/login", {"email": "root@example.com", "password": PASSWORD}, page="/admin/login")
+            form = admin.get("/admin/2fa/webauthn")
+            assert form.status_code == 200 and "Relying party id" in form.text
+            saved = post(admin, "/admin/2fa/webauthn", {"clients": "on", "user_verification": "required"},
+                         page="/admin/2fa/webauthn")
+            assert "Security Key / Passkey saved and activated." in html.unescape(saved.text)
+        table = tomllib.loads(config.read_text())["modules"]["webauthn"]
+        assert table["clients"] is True and table["user_verification"] == "required"
+        assert "rp_id" not in table and "origin" not in table  # still follows [web] base_url
+    finally:
+        application.state.web.close()
+
+
+def test_admin_is_told_why_an_ip_address_cannot_work(tmp_path: Path, fake_clock: Any) -> None:
+    config = tmp_path / "secmod.toml"
+    config.write_text(CONFIG.split("[modules.webauthn]")[0].replace("[web]\n", '[web]\nbase_url = "http://127.0.0.1:8000"\n'))
+    application = create_app(config, host_kwargs={"clock": fake_clock})
+    try:
+        application.state.web.accounts.create(Audience.ADMIN, "root@example.com", PASSWORD, name="Root")
+        with TestClient(application) as admin:
+            post(admin, "/admin/login", {"email": "root@example.com", "password": PASSWORD}, page="/admin/login")
+            refused = post(admin, "/admin/2fa/webauthn", {"clients": "on"}, page="/admin/2fa/webauthn")
+            assert refused.status_code == 400
+            assert "WebAuthn cannot run on an IP address" in html.unescape(refused.text)
+        assert "[modules.webauthn]" not in config.read_text()
+    finally:
+        application.state.web.close()

@@ -27,7 +27,7 @@ def start(make_host: Callable[..., Host]) -> Callable[..., Host]:
 def test_default_relying_party_is_localhost(start: Callable[..., Host]) -> None:
     host = start()
     settings = host.module_settings["webauthn"]
-    assert (settings.rp_id, settings.origin) == ("localhost", "http://localhost:8000")
+    assert (settings.effective_rp_id, settings.effective_origin) == ("localhost", "http://localhost:8000")
     assert host.activate("webauthn").message == "Relying party localhost, origin http://localhost:8000."
 
 
@@ -41,12 +41,12 @@ def test_default_relying_party_is_localhost(start: Callable[..., Host]) -> None:
 )
 def test_relying_party_comes_from_base_url(start: Callable[..., Host], base_url: str, rp_id: str, origin: str) -> None:
     settings = start(base_url).module_settings["webauthn"]
-    assert (settings.rp_id, settings.origin) == (rp_id, origin)
+    assert (settings.effective_rp_id, settings.effective_origin) == (rp_id, origin)
 
 
 def test_rp_id_may_be_a_parent_domain_of_the_origin(start: Callable[..., Host]) -> None:
     host = start("https://portal.example.com", rp_id="example.com")
-    assert host.module_settings["webauthn"].rp_id == "example.com"
+    assert host.module_settings["webauthn"].effective_rp_id == "example.com"
     assert "example.com" in host.activate("webauthn").message
 
 
@@ -91,4 +91,12 @@ def test_module_switched_off_does_not_stop_a_host_on_an_ip_address(make_host: Ca
 
 def test_settings_validated_without_the_hosts_context_fall_back_to_localhost() -> None:
     settings = WebAuthnSettings.model_validate({})
-    assert (settings.rp_id, settings.origin) == ("localhost", "http://localhost:8000")
+    assert (settings.effective_rp_id, settings.effective_origin) == ("localhost", "http://localhost:8000")
+
+
+def test_derived_values_are_not_written_down(start: Callable[..., Host]) -> None:
+    # The admin form writes back what the model holds: a derived relying party must stay
+    # empty there, or it would be pinned to today's address when the site moves.
+    settings = start("https://portal.example.com").module_settings["webauthn"]
+    assert (settings.rp_id, settings.origin) == ("", "")
+    assert settings.model_dump()["rp_id"] == "" and "portal" not in str(settings.model_dump())

@@ -40,6 +40,9 @@ hookspec = pluggy.HookspecMarker(PROJECT)
 
 __all__ = ["activate", "challenge", "configure", "forget_user", "recover", "setup_user", "verify"]
 
+REQUIRED_HOOKS = ("configure", "setup_user", "challenge", "verify")
+"""The hooks every module implements; the host refuses to load a module missing one."""
+
 
 @hookspec(firstresult=True)
 def configure() -> ModuleInfo:

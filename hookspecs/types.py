@@ -93,7 +93,8 @@ class ModuleSettings(BaseModel):
     """Base of every module's settings model, validated from ``[modules.NAME]``.
 
     ``clients`` and ``admins`` mirror WHMCS's "Enable for use by Clients" and "Enable
-    for use by Administrative Users". Declare secrets as ``pydantic.SecretStr``: the
+    for use by Administrative Users"; ``fail_mode`` is the operator's choice for provider
+    outages. Declare secrets as ``pydantic.SecretStr``: the
     host seals them at rest, masks them in forms and never shows them back.
 
     The host validates the model with the pydantic validation context
@@ -106,6 +107,10 @@ class ModuleSettings(BaseModel):
 
     clients: bool = False
     admins: bool = False
+    fail_mode: Literal["closed", "open"] = "closed"
+    """What a declared provider outage (:class:`ProviderUnavailable`) does: ``closed``
+    refuses (the backup code still works), ``open`` lets the person in, audited as
+    ``fail_open``. A crash always refuses, whatever this says. Added in contract 1.1."""
 
     def enabled_for(self, audience: Audience) -> bool:
         return self.clients if Audience(audience) is Audience.CLIENT else self.admins

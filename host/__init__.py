@@ -1,7 +1,7 @@
 """The secmod host: loads security modules and applies WHMCS's two-factor policies."""
 
 from .context import RequestContext
-from .core import EnrolmentStatus, Host, UserLocked
+from .core import Host
 from .errors import (
     ConfigError,
     ModuleConflictError,
@@ -12,8 +12,9 @@ from .errors import (
     SetupExpired,
     StoreUnavailable,
     UnknownModule,
+    UserLocked,
 )
-from .outcomes import ChallengeStarted, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
+from .outcomes import ChallengeStarted, EnrolmentStatus, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
 
 __all__ = [
     "ChallengeStarted",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from secmod.hookspecs import messages
 from secmod.settings import ConfigError
 
 __all__ = [
@@ -14,6 +17,7 @@ __all__ = [
     "SetupExpired",
     "StoreUnavailable",
     "UnknownModule",
+    "UserLocked",
 ]
 
 
@@ -51,3 +55,12 @@ class StoreUnavailable(SecmodError):
     Nobody is let in while it lasts; the host application shows a "temporarily
     unavailable" page (the web host answers 503) and may simply retry later.
     """
+
+
+class UserLocked(ModuleUnavailable):
+    """Too many wrong codes: no code is checked until ``until`` (UTC). Backup codes
+    have their own budget and still work."""
+
+    def __init__(self, until: datetime) -> None:
+        super().__init__(messages.LOCKED.format(until=until.strftime("%Y-%m-%d %H:%M:%S UTC")))
+        self.until = until

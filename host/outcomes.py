@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
-from secmod.hookspecs import Prompt
+from secmod.hookspecs import BrowserCeremony, Field, Prompt, Provisioning, messages
 
 __all__ = [
     "ChallengeStarted",
     "Enrolled",
+    "EnrolmentStatus",
     "LoginState",
     "LoginStep",
     "SetupStarted",
@@ -107,3 +110,48 @@ class VerifyResult:
     @property
     def accepted(self) -> bool:
         return self.outcome is Outcome.ACCEPTED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnrolmentStatus:
+    """What ``secmod status`` and the security page show about a person.
+
+    :param locked_until: when the lockout from wrong codes ends, if one is running.
+    :param backup_locked_until: when the lockout from wrong backup codes ends.
+    """
+
+    module: str
+    enrolled_at: datetime
+    backup_codes_left: int
+    locked_until: datetime | None
+    backup_locked_until: datetime | None = None
+
+
+def utc(timestamp: float) -> datetime:
+    return datetime.fromtimestamp(timestamp, UTC)
+
+
+def locked_result(module: str, until: float, *, reason: str = "locked") -> VerifyResult:
+    """The answer while a lockout runs: WHMCS's "Login Attempts Exceeded" and until when."""
+    locked_until = utc(until)
+    return VerifyResult(
+        outcome=Outcome.LOCKED, module=module, reason=reason, locked_until=locked_until, attempts_left=0,
+        message=messages.LOCKED.format(until=locked_until.strftime("%Y-%m-%d %H:%M:%S UTC")),
+    )
+
+
+def prompt_to_json(prompt: Prompt) -> dict[str, Any]:
+    """A prompt as JSON, to keep sealed between the steps of an enrolment."""
+    return asdict(prompt)
+
+
+def prompt_from_json(data: Mapping[str, Any]) -> Prompt:
+    provisioning = data.get("provisioning")
+    return Prompt(
+        message=data["message"],
+        instructions=data.get("instructions", ""),
+        fields=tuple(Field(**item) for item in data.get("fields", ())),
+        redirect_url=data.get("redirect_url"),
+        provisioning=Provisioning(**provisioning) if provisioning else None,
+        ceremony=BrowserCeremony(**ceremony) if (ceremony := data.get("ceremony")) else None,
+    )

@@ -36,7 +36,8 @@ __all__ = ["ENTRY_POINT_GROUP", "LoadedModule", "ModuleRegistry", "new_plugin_ma
 
 ENTRY_POINT_GROUP = "secmod.modules"
 log = logging.getLogger("secmod.host")
-MODULE_HOOKS = ("configure", "activate", "setup_user", "challenge", "verify", "recover", "forget_user")
+MODULE_HOOKS = tuple(specs.__all__)
+"""Every hook of the contract, from the specs themselves."""
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -201,7 +202,30 @@ class ModuleRegistry:
             raise ModuleLoadError(
                 f"module {name!r} ({origin}) failed in configure: {type(error).__name__}: {error}"
             ) from error
+        implemented = {caller.name for caller in self.pm.get_hookcallers(target) or ()}
+        missing = [hook for hook in specs.REQUIRED_HOOKS if hook not in implemented]
+        if missing:
+            self.pm.unregister(target)
+            raise ModuleLoadError(
+                f"module {name!r} ({origin}) does not implement the required hook(s) {', '.join(missing)}"
+            )
         self.modules[name] = LoadedModule(name=name, info=info, origin=origin, plugin=target)
+
+    def register_wrapper(self, plugin: object) -> None:
+        """Register a plugin that is not a module (audit, metrics): it may only wrap hooks.
+
+        A plain implementation would take part in every module's calls and could answer
+        ``verify`` for all of them, so it is refused.
+        """
+        self.pm.register(plugin)
+        for caller in self.pm.get_hookcallers(plugin) or ():
+            for impl in caller.get_hookimpls():
+                if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
+                    self.pm.unregister(plugin)
+                    raise ModuleLoadError(
+                        f"plugin {type(plugin).__name__} may only wrap hooks "
+                        f"(@hookimpl(wrapper=True)); its {caller.name} would answer for every module"
+                    )
 
     def _build_callers(self) -> None:
         # Built once every module is registered, so each caller excludes all the others.

@@ -65,15 +65,20 @@ class BackupCode(SQLModel, table=True):
 
 
 class Throttle(SQLModel, table=True):
-    """Failure counters and the lockout, per person."""
+    """A failure budget: per person and kind (``code:``/``backup:``) or per client address.
+
+    ``max_failures`` and ``lock_seconds`` are the policy the last attempt was counted
+    under; the reservation statement reads them from its own row (see ``host/store.py``).
+    """
 
     __tablename__ = "secmod_throttle"
 
-    audience: str = Field(primary_key=True, max_length=16)
-    user_id: str = Field(primary_key=True, max_length=255)
-    code_failures: int = 0
-    backup_failures: int = 0
+    key: str = Field(primary_key=True, max_length=320)
+    failures: int = 0
     locked_until: float | None = None
+    last_at: float = 0.0
+    max_failures: int = 0
+    lock_seconds: float = 0.0
 
 
 class AuditEvent(SQLModel, table=True):
@@ -91,6 +96,8 @@ class AuditEvent(SQLModel, table=True):
     reason: str = Field(default="", max_length=64)
     actor: str = Field(default="", max_length=255)
     detail: str = Field(default="", max_length=500)
+    client_ip: str = Field(default="", max_length=64)
+    user_agent: str = Field(default="", max_length=255)
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
@@ -104,6 +111,25 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
     cursor.close()
 
 
+# A database that is down or stalled must become a clear refusal within seconds, not a
+# hung login page: bounded connect, statement and pool waits. No pre-ping: it would cost a
+# round trip per checkout; a dead connection fails its statement instead, SQLAlchemy then
+# drops the whole pool, and the next request connects afresh.
+CONNECT_TIMEOUT_SECONDS = 5
+STATEMENT_TIMEOUT_MS = 10_000
+POOL_WAIT_SECONDS = 5
+
+
+def _postgresql_timeouts(url: str) -> dict[str, object]:
+    options = sa.engine.make_url(url).query.get("options", "")
+    if isinstance(options, tuple):
+        options = " ".join(options)
+    return {
+        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+        "options": f"{options} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip(),
+    }
+
+
 def open_engine(url: str, *, migrate: bool = True) -> Engine:
     """An engine for ``url`` with the schema at the newest migration."""
     if url.startswith("sqlite"):
@@ -113,7 +139,7 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_timeout=POOL_WAIT_SECONDS, connect_args=_postgresql_timeouts(url))
     if migrate:
         from .migrations import upgrade
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -61,9 +61,15 @@ class SealingSettings(_Section):
 
 
 class ThrottleSettings(_Section):
-    max_code_failures: int = Field(5, ge=1)
-    max_backup_failures: int = Field(3, ge=1)
-    lockout_minutes: float = Field(15, gt=0)
+    max_code_failures: int = Field(5, ge=1, le=1000)
+    """Wrong codes judged before the person is locked out (WHMCS: 5)."""
+    max_backup_failures: int = Field(3, ge=1, le=1000)
+    """Wrong backup codes judged before backup codes are locked (WHMCS: 3)."""
+    lockout_minutes: float = Field(15, gt=0, le=7 * 24 * 60)
+    max_address_failures: int = Field(20, ge=1, le=100_000)
+    """Wrong answers from one client address, across all accounts, before that address
+    is locked out (credential stuffing). Needs the host application to pass the address."""
+    address_window_minutes: float = Field(15, gt=0, le=7 * 24 * 60)
 
 
 class BackupCodeSettings(_Section):
@@ -107,9 +113,6 @@ class SecmodSettings(BaseSettings):
     """The name authenticator apps show beside the account (WHMCS: the System URL host)."""
     force_clients: bool = False
     force_admins: bool = False
-    fail_closed: bool = True
-    """When an enrolled person's module is missing or broken, refuse the login (only the
-    backup code gets in). False lets them in without 2FA, audited as ``fail_open``."""
     challenge_ttl_seconds: int = Field(300, ge=30, le=3600)
     setup_ttl_seconds: int = Field(900, ge=60, le=86400)
     loading: LoadingSettings = LoadingSettings()
@@ -122,6 +125,17 @@ class SecmodSettings(BaseSettings):
 
     # Not read from the file: where the file was, to resolve relative paths.
     config_file: Path | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _removed_keys(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "fail_closed" in data:
+            raise ValueError(
+                "fail_closed was removed: a crashing module now always refuses (the backup code "
+                'still works); to let people in while a provider is down, set fail_mode = "open" '
+                "in that module's [modules.NAME] table"
+            )
+        return data
 
     @field_validator("modules")
     @classmethod

@@ -82,3 +82,39 @@ def enrol_totp(host, user, clock):
     enrolled = host.continue_setup(user, started.setup_id, {"code": totp.at(clock.now)})
     clock.advance(30)
     return totp, enrolled.backup_codes
+
+
+class GuessModule:
+    """A static PIN, judged by counting: stands in for any code a brute-forcer guesses.
+
+    ``judged`` records every answer the host let the module see, in order, so a test can
+    tell how many guesses were actually judged, whatever the host answered.
+    """
+
+    def __init__(self, pin: str = "4711") -> None:
+        import threading
+
+        self.pin = pin
+        self.judged: list[str] = []
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def configure(self):
+        return ModuleInfo(name="guess", friendly_name="Guess", short_description="A static PIN.",
+                          settings_model=PinSettings)
+
+    @hookimpl
+    def setup_user(self, request):
+        return SetupComplete(state={"pin": self.pin})
+
+    @hookimpl
+    def challenge(self, request):
+        return Challenge(prompt=Prompt(message="PIN", fields=(Field(name="pin", label="PIN"),)))
+
+    @hookimpl
+    def verify(self, request):
+        with self._lock:
+            self.judged.append(request.answer.get("pin", ""))
+        if hmac.compare_digest(request.answer.get("pin", ""), request.state["pin"]):
+            return Accepted()
+        return Rejected(reason="wrong_pin")

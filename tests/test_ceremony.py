@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from secmod.hookspecs import BrowserCeremony, Field, Prompt
-from secmod.host.core import _prompt_from_json, _prompt_to_json
+from secmod.host.outcomes import prompt_from_json, prompt_to_json
 
 OPTIONS = '{"challenge": "c2VjcmV0LWNoYWxsZW5nZQ", "rpId": "localhost"}'
 ANSWER = Field(name="credential", label="Security key response", kind="hidden")
@@ -14,9 +14,9 @@ ANSWER = Field(name="credential", label="Security key response", kind="hidden")
 def test_a_prompt_with_a_ceremony_survives_the_hosts_sealing_round_trip() -> None:
     prompt = Prompt(message="Touch your key", fields=(ANSWER,),
                     ceremony=BrowserCeremony(kind="webauthn.get", options_json=OPTIONS, answer_field="credential"))
-    assert _prompt_from_json(_prompt_to_json(prompt)) == prompt
+    assert prompt_from_json(prompt_to_json(prompt)) == prompt
     plain = Prompt(message="Enter a code", fields=(Field(name="code", label="Code"),))
-    assert _prompt_from_json(_prompt_to_json(plain)).ceremony is None
+    assert prompt_from_json(prompt_to_json(plain)).ceremony is None
 
 
 def test_the_options_are_kept_out_of_reprs() -> None:

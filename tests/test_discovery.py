@@ -167,7 +167,9 @@ def test_a_module_for_another_contract_is_refused(start: Callable[..., Any]) -> 
 
 
 def _module_for(contract: str) -> object:
-    class Versioned:
+    from support import GuessModule
+
+    class Versioned(GuessModule):
         @hookimpl
         def configure(self) -> ModuleInfo:
             return ModuleInfo(name="versioned", friendly_name="Versioned", short_description="-", contract=contract)
@@ -184,8 +186,8 @@ def test_a_range_including_this_contract_loads(make_host: Callable[..., Any], co
 @pytest.mark.parametrize(
     ("contract", "complaint"),
     [
-        (">=2,<3", "supports hook contract >=2,<3, but this secmod speaks 1.0"),
-        ("<1", "supports hook contract <1, but this secmod speaks 1.0"),
+        (">=2,<3", "supports hook contract >=2,<3, but this secmod speaks 1.1"),
+        ("<1", "supports hook contract <1, but this secmod speaks 1.1"),
         ("one point oh", "contract 'one point oh' is not a version range"),
     ],
 )

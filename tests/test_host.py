@@ -63,12 +63,45 @@ def test_an_uninstalled_module_fails_closed_but_the_backup_code_works(make_host,
     assert gone.recover(ALICE, {"code": codes[0]}).accepted
 
 
-def test_fail_open_is_an_explicit_choice_and_is_audited(make_host, fake_clock):
+def test_only_a_declared_outage_may_be_let_through_and_only_when_the_operator_chose_it(make_host):
+    from secmod.hookspecs import ProviderUnavailable, hookimpl
+    from support import PinModule
+
+    class ProviderDown(PinModule):
+        @hookimpl
+        def challenge(self, request):
+            raise ProviderUnavailable("The provider is down.")
+
+        @hookimpl
+        def verify(self, request):
+            raise ProviderUnavailable("The provider is down.")
+
+    pin_module = ProviderDown()
+    closed = make_host(host_kwargs={"modules": {"pin": pin_module}})
+    closed.begin_setup(ALICE, "pin")
+    result = closed.verify(ALICE, {"pin": "0000"})
+    assert (result.outcome, result.reason, result.attempts_left) == (Outcome.REJECTED, "unavailable", None)
+    with pytest.raises(ModuleUnavailable, match="The provider is down."):
+        closed.begin_challenge(ALICE)
+    lenient = make_host({"pin": {"fail_mode": "open"}}, host_kwargs={"modules": {"pin": pin_module}})
+    assert lenient.verify(ALICE, {"pin": "0000"}).reason == "fail_open"
+    assert lenient.audit_events(limit=1)[0].reason == "fail_open"
+    admitted = lenient.begin_challenge(ALICE)
+    assert admitted.accepted and admitted.reason == "fail_open"  # the second factor is settled already
+
+
+def test_a_missing_module_is_never_an_outage(make_host, fake_clock):
     host = make_host()
     enrol_totp(host, ALICE, fake_clock)
-    lenient = make_host(loading={"block": ["totp"]}, fail_closed=False)
-    assert lenient.verify(ALICE, {"code": "000000"}).reason == "fail_open"
-    assert lenient.audit_events(limit=1)[0].reason == "fail_open"
+    gone = make_host({"totp": {"fail_mode": "open"}}, loading={"block": ["totp"]})
+    assert gone.verify(ALICE, {"code": "000000"}).reason == "module_unavailable"
+
+
+def test_fail_closed_is_gone_with_a_pointer_to_fail_mode(make_host):
+    from secmod.settings import SecmodSettings
+
+    with pytest.raises(ValueError, match='fail_mode = "open"'):
+        SecmodSettings(fail_closed=False)
 
 
 def test_a_crashing_module_fails_closed_and_leaks_nothing(make_host, pin_module, caplog):
@@ -78,12 +111,12 @@ def test_a_crashing_module_fails_closed_and_leaks_nothing(make_host, pin_module,
     pin_module.explode = True
     with caplog.at_level(logging.DEBUG, logger="secmod"):
         result = host.verify(ALICE, {"pin": "4711", "nonce": "n-alice"}, challenge_id=started.challenge_id)
-    assert (result.outcome, result.reason, result.message) == (Outcome.REJECTED, "module_unavailable", messages.MODULE_LOAD_ERROR)
+    assert (result.outcome, result.reason, result.message) == (Outcome.REJECTED, "module_error", messages.MODULE_LOAD_ERROR)
+    assert result.attempts_left is None  # a crash is never the person's fault
     assert "4711" not in caplog.text
     assert "support.py" in caplog.text  # the frames are there for debugging
-    crash, verdict = host.audit_events(limit=2)[::-1]
+    [crash] = host.audit_events(limit=1)
     assert (crash.event, crash.reason, crash.detail) == ("verify", "module_error", "RuntimeError")
-    assert (verdict.event, verdict.reason) == ("verify", "module_unavailable")
 
 
 def test_challenge_data_is_used_once_by_its_owner_before_it_expires(make_host, pin_module, fake_clock):
@@ -249,8 +282,8 @@ def test_state_sealed_for_one_person_does_not_open_for_another(make_host, fake_c
         alices = conn.execute(sa.select(table.c.state).where(table.c.user_id == "alice")).scalar_one()
         conn.execute(table.update().where(table.c.user_id == "bob").values(state=alices))
     result = host.verify(BOB, {"code": "000000"})
-    assert (result.outcome, result.reason) == (Outcome.REJECTED, "module_unavailable")
-    assert host.audit_events(user=BOB)[1].reason == "state_unreadable"
+    assert (result.outcome, result.reason, result.attempts_left) == (Outcome.REJECTED, "state_unreadable", None)
+    assert host.audit_events(user=BOB)[0].reason == "state_unreadable"
 
 
 def test_key_rotation_reseals_and_old_processes_keep_reading(make_host, fake_clock):
@@ -262,7 +295,7 @@ def test_key_rotation_reseals_and_old_processes_keep_reading(make_host, fake_clo
     assert host.reseal_all() == 1
     assert old_key != new_key and host.keyring.key_ids == (old_key, new_key)
     assert still_running.verify(ALICE, {"code": totp.at(fake_clock.now)}).accepted
-    assert host._load(ALICE).state.startswith(new_key + "$")
+    assert host.store.load(ALICE).state.startswith(new_key + "$")
 
 
 def test_the_key_file_is_private(make_host, tmp_path):
@@ -279,7 +312,9 @@ def test_a_crash_while_enrolling_leaves_the_old_factor_in_place(make_host, fake_
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(type(host), "_audit", crash)  # the last write of the enrolment
+    from secmod.host.store import AuditRow
+
+    monkeypatch.setattr(AuditRow, "values", crash)  # the last write of the enrolment's transaction
     with pytest.raises(OSError):
         host.continue_setup(ALICE, started.setup_id, {"code": new_code})
     monkeypatch.undo()

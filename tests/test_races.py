@@ -87,9 +87,10 @@ def test_failure_counters_are_exact_under_concurrency(shared, fake_clock, tmp_pa
     settings, host = shared
     enrol_totp(host, ALICE, fake_clock)
     outcomes = race({**settings, "throttle": {"max_code_failures": 5}}, fake_clock.now, "verify", {"code": "000000"})
-    # Counts 1-4 are plain rejections; 5 locks; 6-8 arrive while the lock is being set.
+    # Exactly five are judged (counts 1-4 are plain rejections, 5 locks); 6-8 are refused unjudged.
     assert outcomes["rejected:wrong_code"] == 4
     assert outcomes["locked:locked"] == PROCESSES - 4
+    assert [e.reason for e in host.audit_events() if e.event == "verify"].count("wrong_code") == 5
     lockouts = [e for e in host.audit_events() if e.event == "lockout"]
     assert len(lockouts) == 1
 
@@ -100,5 +101,5 @@ def test_counter_reaches_exactly_the_number_of_failures(shared, fake_clock):
     race({**settings, "throttle": {"max_code_failures": 100}}, fake_clock.now, "verify", {"code": "000000"})
     table = Throttle.__table__
     with host.engine.connect() as conn:
-        count = conn.execute(sa.select(table.c.code_failures).where(table.c.user_id == ALICE.id)).scalar_one()
+        count = conn.execute(sa.select(table.c.failures).where(table.c.key == f"code:client:{ALICE.id}")).scalar_one()
     assert count == PROCESSES

@@ -22,7 +22,7 @@ from secmod.hookspecs import Audience, User
 from secmod.host import Host, SecmodError
 from secmod.settings import ConfigError, describe_validation_error, load_settings
 
-from .app import flash, render, require_csrf, web_of
+from .app import client_context, flash, render, require_csrf, web_of
 from .config_form import describe_inputs, read_form, write_config
 from .pages import ADMIN, DUO_CALLBACK, admin_account
 
@@ -96,8 +96,9 @@ def save_global_settings(request: Request) -> Response:
                                  top_level={key: key in form for key in GLOBAL_SETTINGS})
         error = _apply(request, candidate)
     if not error:
-        log.info("admin:%s saved the global settings (%s)", account.id,
-                 ", ".join(f"{key}={key in form}" for key in GLOBAL_SETTINGS))
+        web.host.record_event("settings", actor=f"admin:{account.id}", reason="global", outcome="ok",
+                              detail=", ".join(f"{key}={key in form}" for key in GLOBAL_SETTINGS),
+                              context=client_context(request))
     flash(request, error or "Global Two-Factor Authentication Settings saved.", "error" if error else "success")
     return RedirectResponse("/admin/2fa", status_code=303)
 
@@ -154,8 +155,9 @@ def save_module_settings(request: Request, name: str) -> Response:
     if error:
         return _module_page(request, account, name, error=error, status_code=400, form=form)
     state = "activated" if on else "deactivated"
-    log.info("admin:%s saved [modules.%s] (%s; clients=%s, admins=%s)", account.id, name, state,
-             validated.clients, validated.admins)
+    web.host.record_event("settings", actor=f"admin:{account.id}", module=name, reason=state, outcome="ok",
+                          detail=f"clients={validated.clients}, admins={validated.admins}",
+                          context=client_context(request))
     flash(request, f"{module.info.friendly_name} saved and {state}.", "success")
     return RedirectResponse("/admin/2fa", status_code=303)
 

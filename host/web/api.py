@@ -20,12 +20,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 from secmod.hookspecs import Audience, Prompt, User
 from secmod.host import (
-    ChallengeStarted,
     Enrolled,
     LoginStep,
     ModuleUnavailable,
     NotEnrolled,
     Outcome,
+    RequestContext,
     SetupExpired,
     SetupStarted,
     UnknownModule,
@@ -94,8 +94,22 @@ class Person(BaseModel):
         return User(id=self.id, audience=self.audience, email=self.email, name=self.name)
 
 
+class ClientContext(BaseModel):
+    """The end user's connection as your application saw it (not your server's own)."""
+
+    client_ip: str = Field("", max_length=64, description="Keys the per-address throttle; recorded in the audit log")
+    user_agent: str = Field("", max_length=255, description="Recorded in the audit log")
+
+    def as_context(self) -> RequestContext:
+        return RequestContext(client_ip=self.client_ip, user_agent=self.user_agent)
+
+
 class UserRequest(BaseModel):
     user: Person
+    context: ClientContext | None = Field(None, description="The end user's IP and browser, for throttling and audit")
+
+    def request_context(self) -> RequestContext | None:
+        return self.context.as_context() if self.context is not None else None
 
 
 class VerifyRequest(UserRequest):
@@ -164,10 +178,13 @@ class LoginStateOut(BaseModel):
 
 
 class ChallengeOut(BaseModel):
-    challenge_id: str
+    admitted: bool = Field(False, description="True when no challenge is needed: the module's provider is down and "
+                                              "the operator chose fail_mode = open (audited as fail_open); log the "
+                                              "person in. challenge_id, prompt and expires_at are then empty.")
+    challenge_id: str | None
     module: str
-    prompt: PromptOut
-    expires_at: datetime
+    prompt: PromptOut | None
+    expires_at: datetime | None
 
 
 class VerifyOut(BaseModel):
@@ -239,13 +256,15 @@ def login_state(body: UserRequest, request: Request) -> LoginStateOut:
 def challenge(body: UserRequest, request: Request) -> ChallengeOut:
     """Start the second factor: show ``prompt.fields``, or send the browser to ``prompt.redirect_url``."""
     try:
-        started: ChallengeStarted = _host(request).begin_challenge(body.user.as_user())
+        started = _host(request).begin_challenge(body.user.as_user(), context=body.request_context())
     except UserLocked as locked:
         raise ApiError(423, "user_locked", str(locked), locked_until=locked.until.isoformat()) from None
     except ModuleUnavailable as error:
         raise ApiError(503, "module_unavailable", str(error)) from None
     except NotEnrolled as error:
         raise ApiError(409, "not_enrolled", str(error)) from None
+    if isinstance(started, VerifyResult):
+        return ChallengeOut(admitted=True, challenge_id=None, module=started.module, prompt=None, expires_at=None)
     return ChallengeOut(challenge_id=started.challenge_id, module=started.module, prompt=_prompt(started.prompt),
                         expires_at=started.expires_at)
 
@@ -254,7 +273,8 @@ def challenge(body: UserRequest, request: Request) -> ChallengeOut:
 def verify(body: VerifyRequest, request: Request) -> VerifyOut:
     """Judge the answer. A wrong answer is not an HTTP error: ``outcome`` says
     ``rejected`` (with ``attempts_left``) or ``locked`` (with ``locked_until``)."""
-    result = _host(request).verify(body.user.as_user(), body.answer, challenge_id=body.challenge_id)
+    result = _host(request).verify(body.user.as_user(), body.answer, challenge_id=body.challenge_id,
+                                   context=body.request_context())
     return _verify_out(result)
 
 
@@ -286,7 +306,8 @@ def recover(body: RecoverRequest, request: Request) -> VerifyOut:
     """Log in without the device: a backup code (the replacement is in ``new_backup_codes``;
     show it once)."""
     try:
-        return _verify_out(_host(request).recover(body.user.as_user(), body.answer, method=body.method))
+        return _verify_out(_host(request).recover(body.user.as_user(), body.answer, method=body.method,
+                                                  context=body.request_context()))
     except UnknownModule as error:
         raise ApiError(404, "unknown_module", str(error)) from None
 

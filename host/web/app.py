@@ -23,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, Signer
 from secmod.hookspecs import messages
-from secmod.host import Host
+from secmod.host import Host, RequestContext
 from secmod.host.storage import open_engine
 from secmod.settings import config_path, load_settings
 from starlette.concurrency import run_in_threadpool
@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .accounts import AccountStore, Session, SessionStore, stored_secret
 
-__all__ = ["WebHost", "create_app"]
+__all__ = ["WebHost", "client_context", "create_app"]
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "secmod_session"
@@ -53,6 +53,16 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+
+
+def client_context(request: Request) -> RequestContext:
+    """The browser's address and User-Agent, for secmod's per-address throttle and audit.
+
+    The address is the TCP peer's: behind a reverse proxy, run uvicorn with
+    ``--proxy-headers`` and ``--forwarded-allow-ips`` so that this is the client's.
+    """
+    return RequestContext(client_ip=request.client.host if request.client else "",
+                          user_agent=request.headers.get("user-agent", ""))
 
 
 class Redirect(Exception):

@@ -33,7 +33,7 @@ from secmod.host import (
 )
 
 from .accounts import Account, AccountExists
-from .app import Redirect, flash, render, require_csrf, session_of, web_of
+from .app import Redirect, client_context, flash, render, require_csrf, session_of, web_of
 
 router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
 
@@ -250,10 +250,10 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
     account, slot = _pending(request, area)
     host = web_of(request).host
     unavailable = ""
-    started: ChallengeStarted | None = None
+    started: ChallengeStarted | VerifyResult | None = None
     if result is None or result.outcome is not Outcome.LOCKED:
         try:
-            started = host.begin_challenge(account.as_user())
+            started = host.begin_challenge(account.as_user(), context=client_context(request))
         except UserLocked as locked:
             unavailable = str(locked)
         except ModuleUnavailable as error:
@@ -261,6 +261,8 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
         except NotEnrolled:
             # Disabled by an admin since the password step: ask secmod again what is due.
             return _next_step(request, area, account, slot)
+    if isinstance(started, VerifyResult):  # the provider is down and the operator chose fail open
+        return _finish_login(request, area, slot)
     if started is not None:
         _set_slot(request, area, {**slot, "challenge_id": started.challenge_id,
                                   "fields": [field.name for field in started.prompt.fields]})
@@ -275,7 +277,8 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
 
 def _judge(request: Request, area: Area, answer: dict[str, str]) -> Response:
     account, slot = _pending(request, area)
-    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=slot.get("challenge_id"))
+    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=slot.get("challenge_id"),
+                                         context=client_context(request))
     if result.accepted:
         return _finish_login(request, area, slot)
     return _challenge_page(request, area, result=result, status_code=401 if result.outcome is Outcome.REJECTED else 429)
@@ -333,7 +336,8 @@ def _backup_form(request: Request, area: Area, *, result: VerifyResult | None = 
 def _backup_login(request: Request, area: Area) -> Response:
     account, slot = _pending(request, area)
     code = str(request.state.form.get("code", ""))
-    result = web_of(request).host.recover(account.as_user(), {"code": code}, method="backup_code")
+    result = web_of(request).host.recover(account.as_user(), {"code": code}, method="backup_code",
+                                          context=client_context(request))
     if not result.accepted:
         return _backup_form(request, area, result=result, status_code=401 if result.outcome is Outcome.REJECTED else 429)
     _finish_login(request, area, slot)

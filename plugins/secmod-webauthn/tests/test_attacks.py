@@ -51,9 +51,8 @@ def login(host: Host, user: User, key: SoftAuthenticator, **tamper: Any) -> Any:
 
 
 def stored_state(host: Host, user: User) -> dict[str, Any]:
-    stored = host._load(user)
-    assert stored is not None
-    state = host._open_state(user, stored)
+    """What the host holds for the person (the same reading re-enrolment gets)."""
+    state = host._current_state(user, "webauthn")
     assert state is not None
     return state
 

@@ -1,6 +1,6 @@
 """A module with a misspelt hook: without check_pending, `verfy` would never be called."""
 
-from secmod.hookspecs import ModuleInfo, Rejected, hookimpl
+from secmod.hookspecs import Challenge, ModuleInfo, Prompt, Rejected, SetupComplete, hookimpl
 
 from . import IMPORTED
 
@@ -15,3 +15,18 @@ def configure():
 @hookimpl
 def verfy(request):
     return Rejected(reason="never called")
+
+
+@hookimpl
+def setup_user(request):
+    return SetupComplete()
+
+
+@hookimpl
+def challenge(request):
+    return Challenge(prompt=Prompt(message="Nothing to enter"))
+
+
+@hookimpl
+def verify(request):
+    return Rejected(reason="never")

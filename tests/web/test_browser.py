@@ -318,7 +318,9 @@ def test_security_key_registers_logs_in_and_is_replaced_by_a_second_one(page: An
 
     page.goto(f"{host.url}/account/security")
     page.click("li:has-text('Security Key / Passkey') button:has-text('Get Started')")
-    assert page.locator("noscript").count() == 1 and page.locator(".ceremony-start").is_visible()
+    page.wait_for_url(re.compile(r"/account/security/setup$"))
+    page.wait_for_selector(".ceremony-start", state="visible")  # shown by ceremony.js once it runs
+    assert page.locator("noscript").count() == 1
     page.fill("#field-name", "Laptop")
     shot(page, "webauthn-setup")
     page.click("button:has-text('Register your security key')")
@@ -342,6 +344,7 @@ def test_security_key_registers_logs_in_and_is_replaced_by_a_second_one(page: An
     _, spare = add_virtual_authenticator(page)
     page.goto(f"{host.url}/account/security")
     page.click("button:has-text('Change or add a device')")
+    page.wait_for_url(re.compile(r"/account/security/setup$"))
     assert "Laptop (added" in page.inner_text("main")
     page.fill("#field-name", "Spare key")
     page.click("button:has-text('Register your security key')")
@@ -351,9 +354,11 @@ def test_security_key_registers_logs_in_and_is_replaced_by_a_second_one(page: An
 
     page.goto(f"{host.url}/account/security")
     page.click("button:has-text('Change or add a device')")
+    page.wait_for_url(re.compile(r"/account/security/setup$"))
     page.fill("#field-remove", "Laptop")
     shot(page, "webauthn-remove")
     page.click("button:has-text('Submit')")
+    page.wait_for_selector(f"h1:has-text('{messages.ENABLED}')")
     assert "The key was removed. You have 1 left." in page.inner_text("main")
     page.click("a:has-text('Continue')")
     log_out(page)
@@ -375,8 +380,11 @@ def test_security_key_page_without_javascript_says_what_is_needed(browser: Any, 
     page = context.new_page()
     try:
         sign_up(page, host, "grace@example.com")
+        page.wait_for_url(re.compile(r"/clientarea$"))
         page.goto(f"{host.url}/account/security")
         page.click("li:has-text('Security Key / Passkey') button:has-text('Get Started')")
+        page.wait_for_url(re.compile(r"/account/security/setup$"))
+        page.wait_for_load_state()
         assert "This step needs JavaScript" in page.inner_text("main")
         assert not page.locator(".ceremony-start").is_visible()
         ARTIFACTS.mkdir(exist_ok=True)

@@ -277,11 +277,10 @@ def _clean_name(raw: str) -> str:
     return name
 
 
-def _credential_json(answer: Mapping[str, str]) -> str:
+def _credential_json(answer: Mapping[str, str]) -> str | None:
+    """The credential's JSON as posted ("" when none), or ``None`` when it is too big to be one."""
     text = str(answer.get(ANSWER_FIELD, "")).strip()
-    if len(text) > MAX_CREDENTIAL_JSON:
-        return ""
-    return text
+    return None if len(text) > MAX_CREDENTIAL_JSON else text
 
 
 # The library says what failed only in its messages; these become the audit reasons.
@@ -339,10 +338,12 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
         return _registration_prompt(settings, request, credentials)
     removing = str(request.answer.get(REMOVE_FIELD, "")).strip()
     response = _credential_json(request.answer)
-    if removing and response:
+    if removing and response != "":
         raise ModuleError("Register a new key or remove one, not both at once.", reason="ambiguous")
     if removing:
         return _remove(request, credentials, removing)
+    if response is None:
+        raise ModuleError(REGISTRATION_FAILED, reason="malformed")
     if not response:
         raise ModuleError(NO_CREDENTIAL, reason="no_credential")
     if len(credentials) >= settings.max_credentials:

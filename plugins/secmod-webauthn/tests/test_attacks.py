@@ -301,6 +301,9 @@ def test_hostile_json_at_registration_is_refused_without_crashing(host: Host) ->
         assert isinstance(refused, SetupStarted) and refused.error, text[:80]
     assert not [e for e in host.audit_events(limit=1000) if e.reason == "module_error"]
     assert host.status(ADA) is None
+    oversized = host.continue_setup(ADA, step.setup_id, {"name": "Key", "credential": "{" + " " * 20_000 + "}"})
+    assert isinstance(oversized, SetupStarted) and "could not be registered" in oversized.error
+    assert host.audit_events(user=ADA, limit=1)[0].reason == "malformed"
 
 
 # -- several keys -------------------------------------------------------------------

@@ -229,7 +229,8 @@ def relying_party_problem(settings: WebAuthnSettings) -> str:
 
 
 def _usable(settings: ModuleSettings) -> WebAuthnSettings:
-    assert isinstance(settings, WebAuthnSettings)
+    if not isinstance(settings, WebAuthnSettings):  # the host validated them with our model
+        raise TypeError(f"expected WebAuthnSettings, got {type(settings).__name__}")
     problem = relying_party_problem(settings)
     if problem:
         raise ModuleError(problem, reason="bad_relying_party")
@@ -284,21 +285,24 @@ def _credential_json(answer: Mapping[str, str]) -> str | None:
 
 
 # The library says what failed only in its messages; these become the audit reasons.
+# Matched on how each message starts: the rest may quote what the client sent (an
+# origin such as "https://challenge.evil" must not pass for a wrong challenge).
 # tests/test_attacks.py pins each one, so a library release that rewords them is caught.
 _FAILURES = (
-    ("challenge", "wrong_challenge"),
-    ("origin", "wrong_origin"),
-    ("RP ID", "wrong_rp_id"),
-    ("signature", "bad_signature"),
+    ("Client data challenge was not", "wrong_challenge"),
+    ("Unexpected client data origin", "wrong_origin"),
+    ("Unexpected RP ID hash", "wrong_rp_id"),
+    ("Could not verify authentication signature", "bad_signature"),
     ("User was not present", "user_not_present"),
-    ("User verification", "user_not_verified"),
-    ("client data type", "wrong_ceremony"),
+    ("User presence was required", "user_not_present"),
+    ("User verification is required", "user_not_verified"),
+    ("Unexpected client data type", "wrong_ceremony"),
 )
 
 
 def _reason(error: Exception) -> str:
     text = str(error)
-    return next((reason for needle, reason in _FAILURES if needle in text), "invalid_response")
+    return next((reason for prefix, reason in _FAILURES if text.startswith(prefix)), "invalid_response")
 
 
 # Hostile JSON reaches the library's parsers: whatever they raise on it is a refusal,

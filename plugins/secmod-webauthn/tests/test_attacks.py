@@ -133,12 +133,13 @@ def test_a_passkey_without_a_counter_logs_in_again_and_again(host: Host) -> None
     [
         ({"origin": "https://evil.example"}, "wrong_origin"),
         ({"origin": "http://localhost:9000"}, "wrong_origin"),
+        ({"origin": "https://challenge.signature.evil"}, "wrong_origin"),  # words in the origin mislead nothing
         ({"rp_id": "evil.example"}, "wrong_rp_id"),
         ({"challenge": b64url(b"an old challenge of 32 bytes....")}, "wrong_challenge"),
         ({"user_present": False}, "user_not_present"),
         ({"user_handle": b"somebody else"}, "wrong_user_handle"),
     ],
-    ids=["phishing-origin", "other-port", "rp-id", "challenge", "no-presence", "user-handle"],
+    ids=["phishing-origin", "other-port", "worded-origin", "rp-id", "challenge", "no-presence", "user-handle"],
 )
 def test_tampered_assertion_is_refused(host: Host, tamper: dict[str, Any], reason: str) -> None:
     key = SoftAuthenticator(ORIGIN)
@@ -392,3 +393,17 @@ def test_the_number_of_keys_is_capped(start: Callable[..., Host]) -> None:
     enrol(host, ADA, SoftAuthenticator(ORIGIN))
     refused = manage(host, ADA, {"name": "Two"}, SoftAuthenticator(ORIGIN))
     assert isinstance(refused, SetupStarted) and "most allowed" in refused.error
+
+
+def test_a_registration_response_posted_at_login_is_refused(host: Host) -> None:
+    key = SoftAuthenticator(ORIGIN)
+    enrol(host, ADA, key)
+    started = host.begin_challenge(ADA)
+    sent = json.loads(options(started))
+    credential = json.loads(key.get(options(started)))
+    client_data = json.loads(from_b64url(credential["response"]["clientDataJSON"]))
+    client_data["type"] = "webauthn.create"
+    credential["response"]["clientDataJSON"] = b64url(json.dumps(client_data).encode())
+    result = host.verify(ADA, {"credential": json.dumps(credential)}, challenge_id=started.challenge_id)
+    assert (result.outcome, result.reason) == (Outcome.REJECTED, "wrong_ceremony")
+    assert sent["challenge"] == client_data["challenge"]

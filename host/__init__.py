@@ -14,7 +14,16 @@ from .errors import (
     UnknownModule,
     UserLocked,
 )
-from .outcomes import ChallengeStarted, EnrolmentStatus, Enrolled, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult
+from .outcomes import (
+    ChallengeStarted,
+    Enrolled,
+    EnrolmentStatus,
+    LoginState,
+    LoginStep,
+    Outcome,
+    SetupStarted,
+    VerifyResult,
+)
 
 __all__ = [
     "ChallengeStarted",
@@ -29,9 +38,9 @@ __all__ = [
     "ModuleUnavailable",
     "NotEnrolled",
     "Outcome",
+    "RequestContext",
     "SecmodError",
     "SetupExpired",
-    "RequestContext",
     "SetupStarted",
     "StoreUnavailable",
     "UnknownModule",

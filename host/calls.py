@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 import traceback
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from secmod.hookspecs import (
     Accepted,
-    Activation,
     ActivateRequest,
+    Activation,
     Challenge,
     ChallengeRequest,
     ForgetRequest,
@@ -100,7 +100,7 @@ class ModuleCaller:
                                detail=error.detail, outage=True) from None
         except ModuleError as error:
             raise ModuleFailed(error.message, reason=error.reason, detail=error.detail) from None
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - any other failure is a crash, by contract
             log.error("module %r: hook %s raised %s", self.name, hook, type(error).__name__)
             log.debug("module %r failed at:\n%s", self.name, _frames(error))
             raise ModuleFailed(messages.MODULE_LOAD_ERROR, reason="module_error", crashed=True,

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-
 from secmod.hookspecs import Audience, Prompt, User
 from secmod.settings import ConfigError, config_path, load_settings, set_module_setting
 

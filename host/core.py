@@ -8,7 +8,6 @@ hands it the answer (:meth:`Host.verify`). Enrolment is :meth:`Host.begin_setup`
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import secrets
@@ -17,26 +16,48 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy.engine import Engine
-
 from secmod.hookspecs import (
-    Accepted, Activation, ActivateRequest, Audience, ChallengeRequest, ForgetRequest, ModuleSettings,
-    RecoverRequest, Rejected, SetupComplete, SetupRequest, User, Verdict, VerifyRequest, messages,
+    ActivateRequest,
+    Activation,
+    Audience,
+    ChallengeRequest,
+    ForgetRequest,
+    ModuleSettings,
+    RecoverRequest,
+    Rejected,
+    SetupComplete,
+    SetupRequest,
+    User,
+    Verdict,
+    VerifyRequest,
+    messages,
 )
 from secmod.settings import ConfigError, SecmodSettings, describe_validation_error, load_settings
+from sqlalchemy.engine import Engine
 
 from . import backup
-from .calls import Crashed, ModuleCaller, ModuleFailed
+from .attempts import Attempts
+from .calls import ModuleCaller, ModuleFailed
 from .context import RequestContext
 from .errors import ModuleUnavailable, NotEnrolled, SetupExpired, UnknownModule, UserLocked
 from .outcomes import (
-    ChallengeStarted, Enrolled, EnrolmentStatus, LoginState, LoginStep, Outcome, SetupStarted, VerifyResult,
-    locked_result, prompt_from_json, prompt_to_json, utc,
+    ChallengeStarted,
+    Enrolled,
+    EnrolmentStatus,
+    LoginState,
+    LoginStep,
+    Outcome,
+    SetupStarted,
+    VerifyResult,
+    prompt_from_json,
+    prompt_to_json,
+    utc,
 )
 from .registry import LoadedModule, ModuleRegistry, new_plugin_manager
+from .sealed import SealedValues
 from .sealing import SEALED_PREFIX, KeyRing, SealError
 from .storage import AuditEvent, open_engine
-from .store import Attempt, AuditRow, Budget, Store
+from .store import AuditRow, Store
 
 __all__ = ["EnrolmentStatus", "Host", "UserLocked"]
 
@@ -73,6 +94,7 @@ class Host:
         self.settings = settings
         self.clock = clock
         self.keyring = keyring or KeyRing.open(settings.resolve(settings.sealing.key_file))
+        self.sealed = SealedValues(self.keyring)
         self.pm = new_plugin_manager()
         self.registry = ModuleRegistry(self.pm)
         for plugin in plugins:
@@ -88,6 +110,7 @@ class Host:
         for name in set(settings.modules) - set(self.registry.modules):
             log.warning("settings have a [modules.%s] table but no such module is loaded", name)
         self.store = Store(engine or open_engine(settings.resolved_database_url))
+        self.attempts = Attempts(settings.throttle, self.store, self.sealed)
         self._refuse_unknown_keys()
 
     @classmethod
@@ -214,13 +237,13 @@ class Host:
         try:
             step = self.calls[module.name].setup_user(request)
         except ModuleFailed as failure:
-            self._audit(AuditRow(**self._who(user, now), module=module.name, event="enrol", outcome="fail",
+            self._audit(AuditRow.about(user, now, module=module.name, event="enrol", outcome="fail",
                                  reason=failure.reason))
             raise ModuleUnavailable(self._setup_failed(user) if failure.crashed else failure.message) from None
         if isinstance(step, SetupComplete):
             return self._enrol(user, module.name, step, setup_token=None, now=now)
         token = secrets.token_urlsafe(32)
-        data = self._seal_pending("setup", user, module.name, {"pending": dict(step.pending), "prompt": prompt_to_json(step.prompt)})
+        data = self.sealed.seal_pending("setup", user, module.name, {"pending": dict(step.pending), "prompt": prompt_to_json(step.prompt)})
         self.store.add_pending(_token_id(token), "setup", user, module.name, data, now + self.settings.setup_ttl_seconds, now)
         return SetupStarted(setup_id=token, module=module.name, prompt=step.prompt)
 
@@ -235,7 +258,7 @@ class Host:
         if row is None:
             raise SetupExpired(_SETUP_GONE)
         module = self.module(row.module)
-        saved = self._unseal_pending(row, user)
+        saved = self.sealed.open_pending(row, user)
         request = SetupRequest(
             settings=self.module_settings[module.name], user=user, now=now, answer=_strings(answer),
             pending=saved["pending"], state=self._current_state(user, module.name),
@@ -243,7 +266,7 @@ class Host:
         try:
             step = self.calls[module.name].setup_user(request)
         except ModuleFailed as failure:
-            self._audit(AuditRow(**self._who(user, now), module=module.name, event="enrol", outcome="fail",
+            self._audit(AuditRow.about(user, now, module=module.name, event="enrol", outcome="fail",
                                  reason=failure.reason))
             if failure.crashed:
                 raise ModuleUnavailable(self._setup_failed(user)) from None
@@ -251,7 +274,7 @@ class Host:
                                 error=failure.message, detail=failure.detail)
         if isinstance(step, SetupComplete):
             return self._enrol(user, module.name, step, setup_token=setup_id, now=now)
-        data = self._seal_pending("setup", user, module.name, {"pending": dict(step.pending), "prompt": prompt_to_json(step.prompt)})
+        data = self.sealed.seal_pending("setup", user, module.name, {"pending": dict(step.pending), "prompt": prompt_to_json(step.prompt)})
         self.store.update_pending(_token_id(setup_id), data)
         return SetupStarted(setup_id=setup_id, module=module.name, prompt=step.prompt)
 
@@ -261,14 +284,14 @@ class Host:
 
     def _current_state(self, user: User, module: str) -> dict[str, Any] | None:
         stored = self.store.load(user)
-        return self._open_state(user, stored.module, stored.state) if stored is not None and stored.module == module else None
+        return self.sealed.open_state(user, stored.module, stored.state) if stored is not None and stored.module == module else None
 
     def _enrol(self, user: User, module: str, step: SetupComplete, *, setup_token: str | None, now: float) -> Enrolled:
         codes = [backup.new_code() for _ in range(self.settings.backup_codes.count)]
         stored_new = self.store.enrol(
-            user, module, self._seal_state(user, module, step.state), [backup.hash_code(c) for c in codes], now,
+            user, module, self.sealed.seal_state(user, module, step.state), [backup.hash_code(c) for c in codes], now,
             setup_token_id=_token_id(setup_token) if setup_token is not None else None,
-            audit=AuditRow(**self._who(user, now), module=module, event="enrol", outcome="ok"),
+            audit=AuditRow.about(user, now, module=module, event="enrol", outcome="ok"),
         )
         if stored_new is None:
             raise SetupExpired(_SETUP_GONE)
@@ -283,16 +306,16 @@ class Host:
         """
         now = self.clock()
         reason = "self" if actor == "self" else "by_admin"
-        stored = self.store.disable(user, AuditRow(**self._who(user, now), module="", event="disable", outcome="ok",
+        stored = self.store.disable(user, AuditRow.about(user, now, module="", event="disable", outcome="ok",
                                                    reason=reason, actor=actor))
         if stored is None:
             return False
         caller = self.calls.get(stored.module)
         if caller is not None:
-            state = self._open_state(user, stored.module, stored.state) or {}
+            state = self.sealed.open_state(user, stored.module, stored.state) or {}
             request = ForgetRequest(settings=caller.settings, user=user, now=now, state=state)
-            caller.forget_user(request, lambda failure: self._audit(AuditRow(
-                **self._who(user, now), module=stored.module, event="forget_user", outcome="fail", reason=failure.reason,
+            caller.forget_user(request, lambda failure: self._audit(AuditRow.about(
+                user, now, module=stored.module, event="forget_user", outcome="fail", reason=failure.reason,
                 detail=failure.error_type)))
         return True
 
@@ -315,26 +338,26 @@ class Host:
             raise NotEnrolled(messages.NOT_ENABLED)
         if stored.locked_until and stored.locked_until > now:
             raise UserLocked(utc(stored.locked_until))
-        audit = AuditRow(**self._who(user, now, context), module=stored.module, event="challenge", outcome="fail")
+        audit = AuditRow.about(user, now, context, module=stored.module, event="challenge", outcome="fail")
         caller = self.calls.get(stored.module)
-        state = self._open_state(user, stored.module, stored.state) if caller is not None else None
+        state = self.sealed.open_state(user, stored.module, stored.state) if caller is not None else None
         if caller is None or state is None:
-            self._audit(audit_with(audit, reason="module_unavailable" if caller is None else "state_unreadable"))
+            self._audit(audit.but(reason="module_unavailable" if caller is None else "state_unreadable"))
             raise ModuleUnavailable(messages.MODULE_LOAD_ERROR)
         try:
             challenge = caller.challenge(ChallengeRequest(settings=caller.settings, user=user, now=now, state=state))
         except ModuleFailed as failure:
             if failure.outage and caller.settings.fail_mode == "open":
-                self._audit(audit_with(audit, outcome="ok", reason="fail_open"))
+                self._audit(audit.but(outcome="ok", reason="fail_open"))
                 return VerifyResult(outcome=Outcome.ACCEPTED, module=stored.module, reason="fail_open")
-            self._audit(audit_with(audit, reason=failure.reason))
+            self._audit(audit.but(reason=failure.reason))
             raise ModuleUnavailable(failure.message) from None
         ttl = min(challenge.expires_in, self.settings.challenge_ttl_seconds)
         if challenge.pending is None:
             token = _WITHOUT_PENDING + secrets.token_urlsafe(32)
         else:
             token = _WITH_PENDING + secrets.token_urlsafe(32)
-            data = self._seal_pending("challenge", user, stored.module, dict(challenge.pending))
+            data = self.sealed.seal_pending("challenge", user, stored.module, dict(challenge.pending))
             self.store.add_pending(_token_id(token), "challenge", user, stored.module, data, now + ttl, now)
         return ChallengeStarted(challenge_id=token, module=stored.module, prompt=challenge.prompt, expires_at=utc(now + ttl))
 
@@ -348,8 +371,8 @@ class Host:
         compare-and-set, so one code is accepted once, even when processes race.
         """
         now, context = self.clock(), context or _NOBODY
-        attempt = self.store.begin_attempt(user, self._budgets(user, "code", context), now)
-        refused = self._refused(attempt, now, context, "verify")
+        attempt = self.store.begin_attempt(user, self.attempts.budgets(user, "code", context), now)
+        refused = self.attempts.refused(attempt, now, context, "verify")
         if refused is not None:
             return refused
         stored = attempt.enrolment
@@ -357,15 +380,15 @@ class Host:
         pending = None
         if challenge_id and challenge_id.startswith(_WITH_PENDING):
             row = self.store.take_pending(_token_id(challenge_id), user, stored.module, now)
-            pending = self._unseal_pending(row, user) if row is not None else None
+            pending = self.sealed.open_pending(row, user) if row is not None else None
         caller = self.calls.get(stored.module)
-        state = self._open_state(user, stored.module, stored.state) if caller is not None else None
+        state = self.sealed.open_state(user, stored.module, stored.state) if caller is not None else None
         if caller is None or state is None:
-            verdict: Verdict = self._unjudged(caller, state)
+            verdict: Verdict = self.attempts.unjudged(caller, state)
         else:
             verdict = caller.verify(VerifyRequest(
                 settings=caller.settings, user=user, now=now, answer=_strings(answer), state=state, pending=pending))
-        return self._settle(attempt, verdict, now, context, "verify")
+        return self.attempts.settle(attempt, verdict, now, context, "verify")
 
     def recover(self, user: User, answer: Mapping[str, str], *, method: str = "backup_code",
                 context: RequestContext | None = None) -> VerifyResult:
@@ -385,174 +408,27 @@ class Host:
         if method != "backup_code" and (caller is None or method not in caller.module.info.recovery_methods):
             raise UnknownModule(f"recovery method {method!r} is not offered by module {stored.module!r}")
         kind = "backup" if method == "backup_code" else "code"
-        attempt = self.store.begin_attempt(user, self._budgets(user, kind, context), now)
-        refused = self._refused(attempt, now, context, "recover")
+        attempt = self.store.begin_attempt(user, self.attempts.budgets(user, kind, context), now)
+        refused = self.attempts.refused(attempt, now, context, "recover")
         if refused is not None:
             return refused
         stored = attempt.enrolment
         assert stored is not None
         if method == "backup_code":
-            return self._recover_with_backup_code(attempt, answer, now, context)
-        state = self._open_state(user, stored.module, stored.state) if caller is not None else None
+            return self.attempts.settle_backup_code(attempt, str(answer.get("code", "")), now, context)
+        state = self.sealed.open_state(user, stored.module, stored.state) if caller is not None else None
         if caller is None or state is None:
-            verdict: Verdict | None = self._unjudged(caller, state)
+            verdict: Verdict | None = self.attempts.unjudged(caller, state)
         else:
             verdict = caller.recover(RecoverRequest(
                 settings=caller.settings, user=user, now=now, method=method, answer=_strings(answer), state=state))
-        return self._settle(attempt, verdict or Rejected(reason="unknown_method", counts=False), now, context, "recover")
-
-    def _recover_with_backup_code(self, attempt: Attempt, answer: Mapping[str, str], now: float,
-                                  context: RequestContext) -> VerifyResult:
-        user, stored = attempt.user, attempt.enrolment
-        assert stored is not None
-        candidate = backup.normalise(str(answer.get("code", "")))
-        unused = self.store.unused_backup_codes(user)
-        match = next((code_id for code_id, hashed in unused if candidate and backup.matches(candidate, hashed)), None)
-        audit = AuditRow(**self._who(user, now, context), module=stored.module, event="recover", outcome="ok",
-                         reason="backup_code")
-        if match is not None:
-            code = backup.new_code()
-            if self.store.use_backup_code(user, match, backup.hash_code(code), now, audit,
-                                          reset=self._own_keys(user), release=self._address_keys(attempt)):
-                return VerifyResult(outcome=Outcome.ACCEPTED, module=stored.module, reason="backup_code",
-                                    message=messages.BACKUP_LOGIN_OK, new_backup_codes=(backup.format_code(code),))
-            return self._counted_failure(attempt, "replayed", "", "", now, context, "recover", audited=True)
-        return self._counted_failure(attempt, "wrong_backup_code", messages.WRONG_FACTOR, "", now, context, "recover")
-
-    # -- deciding ----------------------------------------------------------------------
-
-    def _budgets(self, user: User, kind: str, context: RequestContext) -> tuple[Budget, ...]:
-        throttle = self.settings.throttle
-        lock = throttle.lockout_minutes * 60
-        own = (Budget(Store.backup_key(user), throttle.max_backup_failures, lock) if kind == "backup"
-               else Budget(Store.code_key(user), throttle.max_code_failures, lock))
-        if not context.client_ip:
-            return (own,)
-        address = Budget(f"address:{context.client_ip}", throttle.max_address_failures,
-                         throttle.address_window_minutes * 60)
-        return (own, address)
-
-    def _own_keys(self, user: User) -> list[str]:
-        return [Store.code_key(user), Store.backup_key(user)]
-
-    @staticmethod
-    def _address_keys(attempt: Attempt) -> list[str]:
-        return [b.key for b in attempt.budgets[1:]]
-
-    def _refused(self, attempt: Attempt, now: float, context: RequestContext, event: str) -> VerifyResult | None:
-        """The answer for an attempt that must not be judged: not enrolled, or locked."""
-        if attempt.enrolment is None:
-            if attempt.reserved:
-                self.store.release(attempt)
-            return VerifyResult(outcome=Outcome.REJECTED, reason="not_enrolled", message=messages.NOT_ENABLED)
-        if attempt.reserved:
-            return None
-        key = attempt.refused[0]
-        budget = next(b for b in attempt.budgets if b.key == key)
-        until = self.store.lock_of(key, now) or now + budget.lock_seconds
-        reason = "address_locked" if key.startswith("address:") else "locked"
-        self._audit(AuditRow(**self._who(attempt.user, now, context), module=attempt.enrolment.module, event=event,
-                             outcome="fail", reason=reason))
-        return locked_result(attempt.enrolment.module, until, reason=reason)
-
-    @staticmethod
-    def _unjudged(caller: ModuleCaller | None, state: object) -> Rejected:
-        # Nobody could judge the answer: refuse, and never blame the person for it.
-        reason = "module_unavailable" if caller is None else "state_unreadable"
-        return Rejected(reason=reason, message=messages.MODULE_LOAD_ERROR, counts=False)
-
-    def _settle(self, attempt: Attempt, verdict: Verdict, now: float, context: RequestContext, event: str) -> VerifyResult:
-        user, stored = attempt.user, attempt.enrolment
-        assert stored is not None
-        audit = AuditRow(**self._who(user, now, context), module=stored.module, event=event, outcome="ok",
-                         reason=verdict.reason, detail=verdict.error_type if isinstance(verdict, Crashed) else "")
-        if isinstance(verdict, Accepted):
-            sealed = self._seal_state(user, stored.module, verdict.state) if verdict.state is not None else None
-            if self.store.settle_accepted(attempt, sealed, now, audit, reset=self._own_keys(user),
-                                          release=self._address_keys(attempt)):
-                return VerifyResult(outcome=Outcome.ACCEPTED, module=stored.module, reason=verdict.reason,
-                                    message=verdict.message)
-            return self._counted_failure(attempt, "replayed", "", "", now, context, event, audited=True)
-        if not verdict.counts:
-            self.store.release(attempt, audit_with(audit, outcome="fail"))
-            wrong = messages.WRONG_FACTOR if user.audience is Audience.CLIENT else messages.WRONG_FACTOR_ADMIN
-            return VerifyResult(outcome=Outcome.REJECTED, module=stored.module, reason=verdict.reason,
-                                message=verdict.message or wrong, detail=verdict.detail)
-        return self._counted_failure(attempt, verdict.reason, verdict.message, verdict.detail, now, context, event)
-
-    def _counted_failure(self, attempt: Attempt, reason: str, message: str, detail: str, now: float,
-                         context: RequestContext, event: str, *, audited: bool = False) -> VerifyResult:
-        """A wrong answer: its reservation already counted it; say what is left."""
-        user, module = attempt.user, attempt.enrolment.module if attempt.enrolment else ""
-        own = attempt.budgets[0]
-        count = attempt.count(own.key)
-        rows = [] if audited else [AuditRow(**self._who(user, now, context), module=module, event=event,
-                                            outcome="fail", reason=reason)]
-        locked = count >= own.max_failures
-        if locked:
-            rows.append(AuditRow(**self._who(user, now, context), module=module, event="lockout", outcome="info",
-                                 reason=own.key.split(":", 1)[0] + "_failures"))
-        for budget in attempt.budgets[1:]:
-            if attempt.count(budget.key) == budget.max_failures:
-                rows.append(AuditRow(**self._who(user, now, context), module=module, event="lockout", outcome="info",
-                                     reason="address_failures"))
-        if rows:
-            self._audit(*rows)
-        if locked:
-            return locked_result(module, now + own.lock_seconds)
-        left = own.max_failures - count
-        if not message:
-            message = (messages.WRONG_FACTOR_CLIENT.format(attempts=left) if user.audience is Audience.CLIENT
-                       else messages.WRONG_FACTOR_ADMIN)
-        return VerifyResult(outcome=Outcome.REJECTED, module=module, reason=reason, message=message,
-                            attempts_left=left, detail=detail)
-
-    # -- sealing -------------------------------------------------------------------
-
-    def _seal_state(self, user: User, module: str, state: Mapping[str, Any]) -> str:
-        return self.keyring.seal_json(dict(state), context=f"enrolment:{user.audience.value}:{user.id}:{module}")
-
-    def _open_state(self, user: User, module: str, sealed: str) -> dict[str, Any] | None:
-        """The person's module state, or ``None`` (logged) when it does not open."""
-        try:
-            opened = self.keyring.unseal_json(sealed, context=f"enrolment:{user.audience.value}:{user.id}:{module}")
-        except SealError as error:
-            log.error("stored state of a %s user with module %r does not open: %s", user.audience.value, module, error)
-            return None
-        return opened if isinstance(opened, dict) else None
-
-    def _seal_pending(self, kind: str, user: User, module: str, data: Mapping[str, Any]) -> str:
-        return self.keyring.seal_json(data, context=f"pending:{kind}:{user.audience.value}:{user.id}:{module}")
-
-    def _unseal_pending(self, row: Any, user: User) -> dict[str, Any]:
-        opened = self.keyring.unseal_json(row.data, context=f"pending:{row.kind}:{user.audience.value}:{user.id}:{row.module}")
-        return opened if isinstance(opened, dict) else {}
+        return self.attempts.settle(attempt, verdict or Rejected(reason="unknown_method", counts=False), now, context, "recover")
 
     def reseal_all(self) -> int:
-        """Re-seal every stored value under the key ring's primary key.
-
-        Each row is rewritten only if it is unchanged since it was read, and keeps its
-        version, so logins running meanwhile are neither blocked nor turned away.
-        """
-        count, primary = 0, self.keyring.primary
-        enrolments, pendings = self.store.sealed_rows()
-        for row in enrolments:
-            if self.keyring.key_of(row.state) != primary:
-                context = f"enrolment:{row.audience}:{row.user_id}:{row.module}"
-                fresh = self.keyring.seal(self.keyring.unseal(row.state, context=context), context=context)
-                count += self.store.reseal_enrolment(row.id, row.state, fresh)
-        for row in pendings:
-            if self.keyring.key_of(row.data) != primary:
-                context = f"pending:{row.kind}:{row.audience}:{row.user_id}:{row.module}"
-                fresh = self.keyring.seal(self.keyring.unseal(row.data, context=context), context=context)
-                count += self.store.reseal_pending(row.id, row.data, fresh)
-        return count
+        """Re-seal every stored value under the key ring's primary key (``secmod keys rotate``)."""
+        return self.sealed.reseal_all(self.store)
 
     # -- audit ---------------------------------------------------------------------
-
-    def _who(self, user: User, now: float, context: RequestContext = _NOBODY) -> dict[str, Any]:
-        return {"at": now, "audience": user.audience.value, "user_id": user.id,
-                "client_ip": context.client_ip, "user_agent": context.user_agent}
 
     def _audit(self, *rows: AuditRow) -> None:
         self.store.audit(*rows)
@@ -567,20 +443,12 @@ class Host:
             is ``system``.
         :param detail: plain words for the audit page; never a secret.
         """
-        context = context or _NOBODY
-        who = self._who(subject, self.clock(), context) if subject is not None else {
-            "at": self.clock(), "audience": "system", "user_id": "",
-            "client_ip": context.client_ip, "user_agent": context.user_agent}
-        self._audit(AuditRow(**who, module=module, event=event, outcome=outcome, reason=reason, actor=actor,
-                             detail=detail))
+        self._audit(AuditRow.about(subject, self.clock(), context, module=module, event=event, outcome=outcome,
+                                   reason=reason, actor=actor, detail=detail))
 
     def audit_events(self, *, user: User | None = None, limit: int = 100) -> list[AuditEvent]:
         """The newest audit events first."""
         return self.store.audit_events(user=user, limit=limit)
-
-
-def audit_with(row: AuditRow, **changes: Any) -> AuditRow:
-    return dataclasses.replace(row, **changes)
 
 
 def _strings(answer: Mapping[str, Any]) -> dict[str, str]:

@@ -16,8 +16,8 @@ __all__ = [
     "EnrolmentStatus",
     "LoginState",
     "LoginStep",
-    "SetupStarted",
     "Outcome",
+    "SetupStarted",
     "VerifyResult",
 ]
 

@@ -17,17 +17,16 @@ The host then calls one module's hooks through a caller restricted to that modul
 
 from __future__ import annotations
 
-import importlib.metadata as metadata
 import logging
 import types
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 import pluggy
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import Version
-
 from secmod.hookspecs import CONTRACT_VERSION, PROJECT, ModuleInfo, specs
 
 from .errors import ModuleConflictError, ModuleLoadError

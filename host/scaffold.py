@@ -18,7 +18,7 @@ from string import Template
 
 from secmod.hookspecs import CONTRACT_VERSION
 
-__all__ = ["write_module", "check_name"]
+__all__ = ["check_name", "write_module"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{1,30}$")
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["KeyRing", "SealError", "SEALED_PREFIX"]
+__all__ = ["SEALED_PREFIX", "KeyRing", "SealError"]
 
 SEALED_PREFIX = "sealed:"
 """How a sealed setting value starts in ``secmod.toml``."""

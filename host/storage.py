@@ -100,7 +100,7 @@ class AuditEvent(SQLModel, table=True):
     user_agent: str = Field(default="", max_length=255)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer; NORMAL is durable in WAL across
     # application crashes, which is the failure that matters for a login service.

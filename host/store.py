@@ -24,6 +24,7 @@ A future backend implements this class's public methods.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,11 +33,11 @@ from functools import cache
 from typing import Any
 
 import sqlalchemy as sa
+from secmod.hookspecs import User
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from secmod.hookspecs import User
-
+from .context import RequestContext
 from .errors import StoreUnavailable
 from .storage import AuditEvent, BackupCode, Enrolment, PendingStep, Throttle
 
@@ -113,6 +114,18 @@ class AuditRow:
     detail: str = ""
     client_ip: str = ""
     user_agent: str = ""
+
+    @classmethod
+    def about(cls, user: User | None, now: float, context: RequestContext | None = None, **fields: Any) -> AuditRow:
+        """A row about ``user`` (``None``: the ``system`` audience), from ``context``'s client."""
+        context = context or RequestContext()
+        return cls(at=now, audience=user.audience.value if user is not None else "system",
+                   user_id=user.id if user is not None else "", client_ip=context.client_ip,
+                   user_agent=context.user_agent, **fields)
+
+    def but(self, **changes: Any) -> AuditRow:
+        """This row with ``changes``."""
+        return dataclasses.replace(self, **changes)
 
     def values(self) -> dict[str, Any]:
         return {
@@ -561,13 +574,21 @@ class Store:
 
     # -- keys -----------------------------------------------------------------------
 
-    def sealed_key_ids(self) -> set[str]:
-        """The ids of the keys that sealed any stored value (the part before ``$``)."""
+    def sealed_key_ids(self, *, sample: int = 1000) -> set[str]:
+        """The ids of the keys that sealed the newest stored values (the part before ``$``).
+
+        A sample, not a scan: a lost key file shows in every row, and a row sealed with
+        some other unknown key still fails closed when it is read.
+        """
         ids: set[str] = set()
         with self._connect(single=True) as conn:
-            for column in (_enrolment.c.state, _pending.c.data):
-                key_id = sa.func.substr(column, 1, sa.func.instr(column, "$") - 1) if not self.is_postgresql \
-                    else sa.func.split_part(column, "$", 1)
+            for table, column, order in ((_enrolment, _enrolment.c.state, _enrolment.c.id),
+                                         (_pending, _pending.c.data, _pending.c.expires_at)):
+                newest = sa.select(column.label("sealed")).order_by(order.desc()).limit(sample).subquery()
+                if self.is_postgresql:
+                    key_id = sa.func.split_part(newest.c.sealed, "$", 1)
+                else:
+                    key_id = sa.func.substr(newest.c.sealed, 1, sa.func.instr(newest.c.sealed, "$") - 1)
                 ids.update(conn.execute(sa.select(key_id).distinct()).scalars())
         return ids
 

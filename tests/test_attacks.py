@@ -12,11 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from support import ALICE, GuessModule, enrol_totp
-
 from secmod.hookspecs import Accepted, Audience, User
 from secmod.host import Host, Outcome
 from secmod.settings import SecmodSettings
+from support import ALICE, GuessModule, enrol_totp
 
 BURST = 50
 PROCESSES = 8
@@ -217,4 +216,29 @@ def test_the_per_address_throttle_stops_credential_stuffing(settings, fake_clock
     assert other.accepted  # the victims themselves are not locked out
     row = host.audit_events(limit=1)[0]
     assert (row.client_ip, row.user_agent) == ("198.51.100.1", "")
+    host.close()
+
+
+def test_the_module_caller_has_one_method_per_hook_of_the_contract():
+    from secmod.hookspecs import specs
+    from secmod.host.calls import ModuleCaller
+
+    methods = {name for name in vars(ModuleCaller) if not name.startswith("_")}
+    assert set(specs.__all__) == methods
+
+
+def test_a_crash_when_starting_a_challenge_is_refused_and_audited(settings, fake_clock):
+    from secmod.hookspecs import hookimpl
+    from secmod.host import ModuleUnavailable
+
+    class BrokenChallenge(GuessModule):
+        @hookimpl
+        def challenge(self, request):
+            return {"message": "a dict, not a Challenge"}
+
+    host = Host(SecmodSettings(**settings), clock=fake_clock, modules={"guess": BrokenChallenge()}, entry_points=False)
+    host.begin_setup(ALICE, "guess")
+    with pytest.raises(ModuleUnavailable):
+        host.begin_challenge(ALICE)
+    assert [(e.event, e.reason) for e in host.audit_events(limit=1)] == [("challenge", "module_error")]
     host.close()

@@ -9,9 +9,8 @@ import time
 
 import pyotp
 import pytest
-from typer.testing import CliRunner
-
 from secmod.host.cli import app
+from typer.testing import CliRunner
 
 runner = CliRunner()
 
@@ -100,3 +99,13 @@ def test_errors_are_one_line_without_traceback(config):
     assert "digits: Input should be 6 or 8" in result.output and "Traceback" not in result.output
     missing = runner.invoke(app, ["--config", str(config.parent / "nope.toml"), "modules"])
     assert missing.exit_code == 2 and "config file not found" in missing.output
+
+
+def test_a_lost_key_file_stops_every_command_with_one_line(config):
+    enroll("carol@example.com", config)
+    (config.parent / "cli.keys").unlink()
+    for command in (["status", "carol@example.com"], ["verify", "carol@example.com", "--code", "000000"], ["check"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert "sealed with keys" in result.output and "restore that key file" in result.output
+        assert "Traceback" not in result.output

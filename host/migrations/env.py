@@ -1,7 +1,6 @@
 """Alembic environment: runs against the engine the host hands over."""
 
 from alembic import context
-
 from secmod.host import storage
 
 config = context.config

@@ -1,0 +1,66 @@
+"""The database going away: nobody is let in, the Host says so with its own exception
+(never SQLAlchemy's), within seconds, and service resumes when the database returns."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import sqlalchemy as sa
+from secmod.host import Host, StoreUnavailable
+from secmod.settings import SecmodSettings
+from secmod.testing.proxy import TcpProxy
+from support import ALICE, enrol_totp
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def proxied_url(postgres_url):
+    url = sa.engine.make_url(postgres_url)
+    with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        yield proxy, url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+
+
+def test_a_database_outage_refuses_clearly_and_service_resumes(proxied_url, fake_clock, tmp_path):
+    proxy, url = proxied_url
+    host = Host(SecmodSettings(database_url=url, sealing={"key_file": str(tmp_path / "k")}), clock=fake_clock)
+    totp, codes = enrol_totp(host, ALICE, fake_clock)
+    proxy.cut()
+    started = time.monotonic()
+    for call in (lambda: host.verify(ALICE, {"code": totp.at(fake_clock.now)}),
+                 lambda: host.recover(ALICE, {"code": codes[0]}),
+                 lambda: host.login_state(ALICE)):
+        with pytest.raises(StoreUnavailable, match="temporarily unavailable"):
+            call()
+    assert time.monotonic() - started < 30
+    proxy.restore()
+    assert host.verify(ALICE, {"code": totp.at(fake_clock.now)}).accepted  # no restart needed
+    host.close()
+
+
+def test_a_stalled_database_becomes_a_refusal_once_the_pool_wait_runs_out(proxied_url, fake_clock, tmp_path):
+    """A frozen server holds the connections it has; every further request gives up after
+    the bounded pool wait instead of queueing forever."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from secmod.host.storage import POOL_WAIT_SECONDS, open_engine
+
+    proxy, url = proxied_url
+    open_engine(url).dispose()  # the schema, migrated
+    engine = sa.create_engine(url, pool_size=1, max_overflow=0, pool_timeout=POOL_WAIT_SECONDS)
+    host = Host(SecmodSettings(database_url=url, sealing={"key_file": str(tmp_path / "k")}), clock=fake_clock,
+                engine=engine)
+    enrol_totp(host, ALICE, fake_clock)
+    proxy.freeze()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        stuck = pool.submit(host.login_state, ALICE)  # holds the only connection
+        time.sleep(0.5)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            host.login_state(ALICE)
+        assert time.monotonic() - started < POOL_WAIT_SECONDS + 5
+        proxy.restore()
+        stuck.result(timeout=30)
+    host.close()
+

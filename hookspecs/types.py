@@ -222,11 +222,15 @@ class BrowserCeremony:
 
     def __post_init__(self) -> None:
         if self.kind not in ("webauthn.create", "webauthn.get"):
-            raise ValueError(f"BrowserCeremony.kind must be webauthn.create or webauthn.get, got {self.kind!r}")
+            raise ValueError(
+                f"BrowserCeremony.kind must be webauthn.create or webauthn.get, got {self.kind!r}"
+            )
         if not isinstance(self.options_json, str) or not self.options_json.strip():
             raise ValueError("BrowserCeremony.options_json must be the options as JSON text")
         if not isinstance(self.answer_field, str) or not self.answer_field.strip():
-            raise ValueError("BrowserCeremony.answer_field must name the field the result is posted in")
+            raise ValueError(
+                "BrowserCeremony.answer_field must name the field the result is posted in"
+            )
 
 
 # -- prompts ---------------------------------------------------------------------------
@@ -255,10 +259,11 @@ class Prompt:
     ceremony: BrowserCeremony | None = None
 
     def __post_init__(self) -> None:
-        if self.ceremony is not None and self.ceremony.answer_field not in {f.name for f in self.fields}:
+        names = {f.name for f in self.fields}
+        if self.ceremony is not None and self.ceremony.answer_field not in names:
             raise ValueError(
-                f"Prompt.ceremony posts its result in {self.ceremony.answer_field!r}, which is not one of the "
-                "prompt's fields; add it as a hidden Field"
+                f"Prompt.ceremony posts its result in {self.ceremony.answer_field!r}, which is not "
+                "one of the prompt's fields; add it as a hidden Field"
             )
 
 

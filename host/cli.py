@@ -99,8 +99,9 @@ def _print_result(result: VerifyResult) -> None:
 def _refuse_browser_ceremony(module: str, prompt: Prompt) -> None:
     if prompt.ceremony is not None:
         raise Failure(
-            f"module {module!r} needs a browser: its {prompt.ceremony.kind} ceremony (a security key or passkey) "
-            "runs only in a web page. Use `secmod serve`, or drive it through the JSON API.",
+            f"module {module!r} needs a browser: its {prompt.ceremony.kind} ceremony (a security "
+            "key or passkey) runs only in a web page. Use `secmod serve`, or drive it through the "
+            "JSON API.",
             code=2,
         )
 

@@ -160,7 +160,8 @@ class Host:
                 except SealError as error:
                     raise ConfigError(f"{where}: [modules.{module.name}] {key}: {error}") from None
         try:
-            return module.info.settings_model.model_validate(raw, context=self.settings.module_settings_context)
+            context = self.settings.module_settings_context
+            return module.info.settings_model.model_validate(raw, context=context)
         except ValidationError as error:
             raise ConfigError(describe_validation_error(error, where=where, prefix=f"[modules.{module.name}] ")) from None
 

@@ -12,15 +12,22 @@ ANSWER = Field(name="credential", label="Security key response", kind="hidden")
 
 
 def test_a_prompt_with_a_ceremony_survives_the_hosts_sealing_round_trip() -> None:
-    prompt = Prompt(message="Touch your key", fields=(ANSWER,),
-                    ceremony=BrowserCeremony(kind="webauthn.get", options_json=OPTIONS, answer_field="credential"))
+    prompt = Prompt(
+        message="Touch your key",
+        fields=(ANSWER,),
+        ceremony=BrowserCeremony(
+            kind="webauthn.get", options_json=OPTIONS, answer_field="credential"
+        ),
+    )
     assert prompt_from_json(prompt_to_json(prompt)) == prompt
     plain = Prompt(message="Enter a code", fields=(Field(name="code", label="Code"),))
     assert prompt_from_json(prompt_to_json(plain)).ceremony is None
 
 
 def test_the_options_are_kept_out_of_reprs() -> None:
-    ceremony = BrowserCeremony(kind="webauthn.create", options_json=OPTIONS, answer_field="credential")
+    ceremony = BrowserCeremony(
+        kind="webauthn.create", options_json=OPTIONS, answer_field="credential"
+    )
     text = repr(Prompt(message="Register", fields=(ANSWER,), ceremony=ceremony))
     assert "c2VjcmV0LWNoYWxsZW5nZQ" not in text and "webauthn.create" in text
 
@@ -29,7 +36,10 @@ def test_the_options_are_kept_out_of_reprs() -> None:
     ("kwargs", "words"),
     [
         ({"kind": "webauthn.sign", "options_json": OPTIONS, "answer_field": "credential"}, "kind"),
-        ({"kind": "webauthn.get", "options_json": " ", "answer_field": "credential"}, "options_json"),
+        (
+            {"kind": "webauthn.get", "options_json": " ", "answer_field": "credential"},
+            "options_json",
+        ),
         ({"kind": "webauthn.get", "options_json": OPTIONS, "answer_field": ""}, "answer_field"),
     ],
 )
@@ -41,4 +51,6 @@ def test_a_malformed_ceremony_is_refused_with_what_is_wrong(kwargs: dict, words:
 def test_the_answer_field_must_be_one_of_the_prompts_fields() -> None:
     ceremony = BrowserCeremony(kind="webauthn.get", options_json=OPTIONS, answer_field="credential")
     with pytest.raises(ValueError, match="not one of the prompt's fields"):
-        Prompt(message="Touch your key", fields=(Field(name="code", label="Code"),), ceremony=ceremony)
+        Prompt(
+            message="Touch your key", fields=(Field(name="code", label="Code"),), ceremony=ceremony
+        )

@@ -148,11 +148,14 @@ class CeremonyOut(BaseModel):
     """Run it in the person's browser, then send the result back in the answer."""
 
     kind: Literal["webauthn.create", "webauthn.get"] = Field(
-        description="webauthn.create: navigator.credentials.create(); webauthn.get: navigator.credentials.get()")
+        description="webauthn.create: navigator.credentials.create(); "
+                    "webauthn.get: navigator.credentials.get()")
     options: dict[str, Any] = Field(
-        description="PublicKeyCredentialCreationOptionsJSON / RequestOptionsJSON: binary members are base64url; "
-                    "PublicKeyCredential.parseCreationOptionsFromJSON() / parseRequestOptionsFromJSON() take it as is")
-    answer_field: str = Field(description="Send the credential's toJSON(), as JSON text, in answer[answer_field]")
+        description="PublicKeyCredentialCreationOptionsJSON / RequestOptionsJSON: binary members "
+                    "are base64url; PublicKeyCredential.parseCreationOptionsFromJSON() / "
+                    "parseRequestOptionsFromJSON() take it as is")
+    answer_field: str = Field(
+        description="Send the credential's toJSON(), as JSON text, in answer[answer_field]")
 
 
 class ProvisioningOut(BaseModel):
@@ -167,7 +170,8 @@ class PromptOut(BaseModel):
     fields: list[FieldOut] = []
     redirect_url: str | None = None
     provisioning: ProvisioningOut | None = Field(None, description="Only during setup: show it to its owner once")
-    ceremony: CeremonyOut | None = Field(None, description="A security key or passkey: a browser must run this")
+    ceremony: CeremonyOut | None = Field(
+        None, description="A security key or passkey: a browser must run this")
 
 
 class LoginStateOut(BaseModel):

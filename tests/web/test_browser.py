@@ -1,7 +1,8 @@
 """The web host in a real browser: Debian's headless Chromium driven by Playwright.
 
 Each test runs the app with uvicorn on 127.0.0.1 (an ephemeral port) over a temporary
-secmod.toml (browsed as http://localhost:PORT where WebAuthn needs a domain name), and saves a screenshot of where it ended under ``test-artifacts/``.
+secmod.toml (browsed as http://localhost:PORT where WebAuthn needs a domain name), and
+saves a screenshot of where it ended under ``test-artifacts/``.
 The host's clock is a fake one the test moves, so a TOTP code used at enrolment is never
 mistaken for the next login's.
 """
@@ -310,7 +311,9 @@ def add_virtual_authenticator(page: Any) -> tuple[Any, str]:
     return cdp, added["authenticatorId"]
 
 
-def test_security_key_registers_logs_in_and_is_replaced_by_a_second_one(page: Any, start_host: Any) -> None:
+def test_security_key_registers_logs_in_and_is_replaced_by_a_second_one(
+    page: Any, start_host: Any
+) -> None:
     host = start_host("[modules.webauthn]\nclients = true\n", hostname="localhost")
     cdp, laptop = add_virtual_authenticator(page)
     sign_up(page, host, "ada@example.com")

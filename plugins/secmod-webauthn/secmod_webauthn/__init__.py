@@ -72,7 +72,13 @@ from secmod.hookspecs import (
     hookimpl,
 )
 
-__all__ = ["ANSWER_FIELD", "NAME_FIELD", "REMOVE_FIELD", "WebAuthnSettings", "relying_party_problem"]
+__all__ = [
+    "ANSWER_FIELD",
+    "NAME_FIELD",
+    "REMOVE_FIELD",
+    "WebAuthnSettings",
+    "relying_party_problem",
+]
 
 log = logging.getLogger("secmod.webauthn")
 
@@ -146,22 +152,40 @@ class WebAuthnSettings(ModuleSettings):
     """
 
     rp_id: str = SettingField(
-        "", title="Relying party id",
-        description="A domain (example.com) or localhost, never an IP address; empty: the host of [web] base_url.")
+        "",
+        title="Relying party id",
+        description=(
+            "A domain (example.com) or localhost, never an IP address; "
+            "empty: the host of [web] base_url."
+        ),
+    )
     origin: str = SettingField(
-        "", title="Origin",
-        description="scheme://host[:port] the browser shows; empty: that of [web] base_url.")
-    rp_name: str = SettingField("secmod", min_length=1, max_length=64, title="Site name",
-                                description="The name the browser shows when asking for the key.")
+        "",
+        title="Origin",
+        description="scheme://host[:port] the browser shows; empty: that of [web] base_url.",
+    )
+    rp_name: str = SettingField(
+        "secmod",
+        min_length=1,
+        max_length=64,
+        title="Site name",
+        description="The name the browser shows when asking for the key.",
+    )
     user_verification: Literal["required", "preferred", "discouraged"] = SettingField(
-        "preferred", title="User verification",
-        description="required: only keys that check a PIN or fingerprint. preferred: ask for it.")
+        "preferred",
+        title="User verification",
+        description="required: only keys that check a PIN or fingerprint. preferred: ask for it.",
+    )
     resident_key: Literal["required", "preferred", "discouraged"] = SettingField(
-        "preferred", title="Discoverable credentials (passkeys)",
-        description="preferred: passkeys allowed; discouraged: plain security-key credentials.")
+        "preferred",
+        title="Discoverable credentials (passkeys)",
+        description="preferred: passkeys allowed; discouraged: plain security-key credentials.",
+    )
     attestation: Literal["none", "indirect", "direct"] = SettingField(
-        "none", title="Attestation",
-        description="none: no statement about the key's make and model is asked for (recommended).")
+        "none",
+        title="Attestation",
+        description="none: no statement about the key's make and model is asked for (recommended).",
+    )
     timeout_seconds: int = SettingField(300, ge=30, le=600, title="Ceremony timeout (seconds)")
     max_credentials: int = SettingField(10, ge=1, le=50, title="Keys per person")
 
@@ -183,10 +207,14 @@ class WebAuthnSettings(ModuleSettings):
         value = value.strip().lower()
         if not value:
             return ""
-        if _is_ip(value):  # valid here, refused by activate with the reason (switched off, harmless)
+        if _is_ip(
+            value
+        ):  # valid here, refused by activate with the reason (switched off, harmless)
             return value.strip("[]")
         if "/" in value or ":" in value:
-            raise ValueError("rp_id must be a bare domain name such as example.com (no scheme, port or path)")
+            raise ValueError(
+                "rp_id must be a bare domain name such as example.com (no scheme, port or path)"
+            )
         return value
 
     @model_validator(mode="after")
@@ -197,7 +225,9 @@ class WebAuthnSettings(ModuleSettings):
         host = (urlsplit(self.effective_origin).hostname or "").lower()
         rp_id = self.effective_rp_id
         if host != rp_id and not host.endswith("." + rp_id):
-            raise ValueError(f"rp_id {rp_id!r} must be the origin's host {host!r} or a domain it belongs to")
+            raise ValueError(
+                f"rp_id {rp_id!r} must be the origin's host {host!r} or a domain it belongs to"
+            )
         return self
 
     @property
@@ -216,14 +246,20 @@ def relying_party_problem(settings: WebAuthnSettings) -> str:
     host = urlsplit(settings.effective_origin).hostname or ""
     if _is_ip(settings.effective_rp_id) or _is_ip(host):
         return (
-            f"WebAuthn cannot run on an IP address ({settings.effective_rp_id}): browsers accept only a domain "
-            "name or localhost as the relying party. Set [web] base_url to http://localhost:PORT or "
+            f"WebAuthn cannot run on an IP address ({settings.effective_rp_id}): browsers accept "
+            "only a domain name or localhost as the relying party. Set [web] base_url to "
+            "http://localhost:PORT or "
             "the site's domain (or set [modules.webauthn] rp_id and origin)."
         )
-    if urlsplit(settings.effective_origin).scheme != "https" and host != "localhost" and not host.endswith(".localhost"):
+    if (
+        urlsplit(settings.effective_origin).scheme != "https"
+        and host != "localhost"
+        and not host.endswith(".localhost")
+    ):
         return (
-            f"Browsers offer security keys only on https:// pages (or http://localhost); the origin "
-            f"{settings.effective_origin} is plain http. Serve the site over https and set [web] base_url to it."
+            "Browsers offer security keys only on https:// pages (or http://localhost); the "
+            f"origin {settings.effective_origin} is plain http. Serve the site over https and set "
+            "[web] base_url to it."
         )
     return ""
 
@@ -254,7 +290,9 @@ def _descriptors(credentials: Sequence[Mapping[str, Any]]) -> list[PublicKeyCred
             except ValueError:
                 continue  # a transport this library does not know: the browser works without it
         descriptors.append(
-            PublicKeyCredentialDescriptor(id=base64url_to_bytes(item["id"]), transports=transports or None)
+            PublicKeyCredentialDescriptor(
+                id=base64url_to_bytes(item["id"]), transports=transports or None
+            )
         )
     return descriptors
 
@@ -265,7 +303,8 @@ def _day(timestamp: float | None) -> str:
 
 def _list_keys(credentials: Sequence[Mapping[str, Any]]) -> str:
     lines = [
-        f"{item['name']} (added {_day(item.get('created_at'))}, last used {_day(item.get('last_used_at'))})"
+        f"{item['name']} (added {_day(item.get('created_at'))}, "
+        f"last used {_day(item.get('last_used_at'))})"
         for item in credentials
     ]
     return "Your keys: " + "; ".join(lines) + "."
@@ -274,7 +313,9 @@ def _list_keys(credentials: Sequence[Mapping[str, Any]]) -> str:
 def _clean_name(raw: str) -> str:
     name = " ".join(raw.split())
     if len(name) > MAX_NAME or not name.isprintable():
-        raise ModuleError(f"A key's name can have at most {MAX_NAME} printable characters.", reason="bad_name")
+        raise ModuleError(
+            f"A key's name can have at most {MAX_NAME} printable characters.", reason="bad_name"
+        )
     return name
 
 
@@ -302,12 +343,22 @@ _FAILURES = (
 
 def _reason(error: Exception) -> str:
     text = str(error)
-    return next((reason for prefix, reason in _FAILURES if text.startswith(prefix)), "invalid_response")
+    return next(
+        (reason for prefix, reason in _FAILURES if text.startswith(prefix)), "invalid_response"
+    )
 
 
 # Hostile JSON reaches the library's parsers: whatever they raise on it is a refusal,
 # never a crash (json nesting -> RecursionError, bad base64 -> binascii.Error...).
-_BAD_INPUT = (WebAuthnException, ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError)
+_BAD_INPUT = (
+    WebAuthnException,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    OverflowError,
+    RecursionError,
+)
 
 
 # -- hooks ---------------------------------------------------------------------------
@@ -331,7 +382,9 @@ def configure() -> ModuleInfo:
 @hookimpl
 def activate(request: ActivateRequest) -> Activation:
     settings = _usable(request.settings)
-    return Activation(message=f"Relying party {settings.effective_rp_id}, origin {settings.effective_origin}.")
+    return Activation(
+        message=f"Relying party {settings.effective_rp_id}, origin {settings.effective_origin}."
+    )
 
 
 @hookimpl
@@ -351,11 +404,18 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
     if not response:
         raise ModuleError(NO_CREDENTIAL, reason="no_credential")
     if len(credentials) >= settings.max_credentials:
-        raise ModuleError(f"You already have {len(credentials)} keys, the most allowed. Remove one first.",
-                          reason="too_many_keys")
-    name = _clean_name(str(request.answer.get(NAME_FIELD, ""))) or f"Security key {len(credentials) + 1}"
+        raise ModuleError(
+            f"You already have {len(credentials)} keys, the most allowed. Remove one first.",
+            reason="too_many_keys",
+        )
+    name = (
+        _clean_name(str(request.answer.get(NAME_FIELD, "")))
+        or f"Security key {len(credentials) + 1}"
+    )
     if any(item["name"].casefold() == name.casefold() for item in credentials):
-        raise ModuleError(f"You already have a key named {name!r}: choose another name.", reason="duplicate_name")
+        raise ModuleError(
+            f"You already have a key named {name!r}: choose another name.", reason="duplicate_name"
+        )
     try:
         registration = parse_registration_credential_json(response)
         verified = verify_registration_response(
@@ -373,18 +433,21 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
     if any(item["id"] == credential_id for item in credentials):
         raise ModuleError("This key is already registered for you.", reason="already_registered")
     transports = [t.value for t in (registration.response.transports or [])]
-    credentials.append({
-        "id": credential_id,
-        "public_key": bytes_to_base64url(verified.credential_public_key),
-        "sign_count": verified.sign_count,
-        "name": name,
-        "transports": transports,
-        "created_at": request.now,
-        "last_used_at": None,
-    })
+    credentials.append(
+        {
+            "id": credential_id,
+            "public_key": bytes_to_base64url(verified.credential_public_key),
+            "sign_count": verified.sign_count,
+            "name": name,
+            "transports": transports,
+            "created_at": request.now,
+            "last_used_at": None,
+        }
+    )
     return SetupComplete(
         state={"user_handle": request.pending["user_handle"], "credentials": credentials},
-        message="Your security key is registered." if len(credentials) == 1
+        message="Your security key is registered."
+        if len(credentials) == 1
         else f"Your security key is registered. You now have {len(credentials)} keys.",
     )
 
@@ -392,7 +455,9 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
 def _registration_prompt(
     settings: WebAuthnSettings, request: SetupRequest, credentials: list[dict[str, Any]]
 ) -> SetupPrompt:
-    user_handle = (request.state or {}).get("user_handle") or bytes_to_base64url(secrets.token_bytes(USER_HANDLE_BYTES))
+    user_handle = (request.state or {}).get("user_handle") or bytes_to_base64url(
+        secrets.token_bytes(USER_HANDLE_BYTES)
+    )
     options = generate_registration_options(
         rp_id=settings.effective_rp_id,
         rp_name=settings.rp_name,
@@ -407,42 +472,68 @@ def _registration_prompt(
         ),
         exclude_credentials=_descriptors(credentials),
     )
-    fields = [Field(name=NAME_FIELD, label="Name for this key", placeholder="e.g. Work laptop",
-                    max_length=MAX_NAME, autocomplete="off", required=False)]
+    fields = [
+        Field(
+            name=NAME_FIELD,
+            label="Name for this key",
+            placeholder="e.g. Work laptop",
+            max_length=MAX_NAME,
+            autocomplete="off",
+            required=False,
+        )
+    ]
     instructions = SETUP_INSTRUCTIONS
     if credentials:
-        fields.append(Field(name=REMOVE_FIELD, label="Or remove the key named", max_length=MAX_NAME,
-                            autocomplete="off", required=False))
+        fields.append(
+            Field(
+                name=REMOVE_FIELD,
+                label="Or remove the key named",
+                max_length=MAX_NAME,
+                autocomplete="off",
+                required=False,
+            )
+        )
         instructions = (
             f"{_list_keys(credentials)} To add another, name it, press the button and touch it. "
-            "To remove one instead, type its name under \u201cOr remove the key named\u201d and submit "
+            "To remove one instead, type its name under \u201cOr remove the key named\u201d and "
+            "submit "
             "without touching a key."
         )
-    fields.append(Field(name=ANSWER_FIELD, label="Security key response", kind="hidden", autocomplete="off"))
+    fields.append(
+        Field(name=ANSWER_FIELD, label="Security key response", kind="hidden", autocomplete="off")
+    )
     prompt = Prompt(
         message=SETUP_MESSAGE,
         instructions=instructions,
         fields=tuple(fields),
-        ceremony=BrowserCeremony(kind="webauthn.create", options_json=options_to_json(options),
-                                 answer_field=ANSWER_FIELD),
+        ceremony=BrowserCeremony(
+            kind="webauthn.create", options_json=options_to_json(options), answer_field=ANSWER_FIELD
+        ),
     )
-    return SetupPrompt(prompt=prompt, pending={"challenge": bytes_to_base64url(options.challenge),
-                                               "user_handle": user_handle})
+    return SetupPrompt(
+        prompt=prompt,
+        pending={"challenge": bytes_to_base64url(options.challenge), "user_handle": user_handle},
+    )
 
 
 def _remove(request: SetupRequest, credentials: list[dict[str, Any]], name: str) -> SetupComplete:
     wanted = " ".join(name.split()).casefold()
     keep = [item for item in credentials if item["name"].casefold() != wanted]
     if len(keep) == len(credentials):
-        raise ModuleError("You have no key with that name. Type it as listed above.", reason="no_such_key")
+        raise ModuleError(
+            "You have no key with that name. Type it as listed above.", reason="no_such_key"
+        )
     if not keep:
         raise ModuleError(
-            "That is your only key. Register another first, or turn Two-Factor Authentication off instead.",
+            "That is your only key. Register another first, or turn Two-Factor Authentication "
+            "off instead.",
             reason="last_key",
         )
     state = dict(request.state or {})
-    return SetupComplete(state={**state, "credentials": keep},
-                         message=f"The key was removed. You have {len(keep)} left.")
+    return SetupComplete(
+        state={**state, "credentials": keep},
+        message=f"The key was removed. You have {len(keep)} left.",
+    )
 
 
 @hookimpl
@@ -450,8 +541,10 @@ def challenge(request: ChallengeRequest) -> Challenge:
     settings = _usable(request.settings)
     credentials = _credentials(request.state)
     if not credentials:
-        raise ModuleError("No security key is registered for you. Log in with your backup code.",
-                          reason="no_credentials")
+        raise ModuleError(
+            "No security key is registered for you. Log in with your backup code.",
+            reason="no_credentials",
+        )
     options = generate_authentication_options(
         rp_id=settings.effective_rp_id,
         timeout=settings.timeout_seconds * 1000,
@@ -461,12 +554,20 @@ def challenge(request: ChallengeRequest) -> Challenge:
     prompt = Prompt(
         message=LOGIN_MESSAGE,
         instructions=LOGIN_INSTRUCTIONS,
-        fields=(Field(name=ANSWER_FIELD, label="Security key response", kind="hidden", autocomplete="off"),),
-        ceremony=BrowserCeremony(kind="webauthn.get", options_json=options_to_json(options),
-                                 answer_field=ANSWER_FIELD),
+        fields=(
+            Field(
+                name=ANSWER_FIELD, label="Security key response", kind="hidden", autocomplete="off"
+            ),
+        ),
+        ceremony=BrowserCeremony(
+            kind="webauthn.get", options_json=options_to_json(options), answer_field=ANSWER_FIELD
+        ),
     )
-    return Challenge(prompt=prompt, pending={"challenge": bytes_to_base64url(options.challenge)},
-                     expires_in=settings.timeout_seconds)
+    return Challenge(
+        prompt=prompt,
+        pending={"challenge": bytes_to_base64url(options.challenge)},
+        expires_in=settings.timeout_seconds,
+    )
 
 
 @hookimpl
@@ -488,7 +589,9 @@ def verify(request: VerifyRequest) -> Verdict:
     if stored is None:
         return Rejected(reason="unknown_credential")
     user_handle = assertion.response.user_handle
-    if user_handle is not None and bytes_to_base64url(user_handle) != request.state.get("user_handle"):
+    if user_handle is not None and bytes_to_base64url(user_handle) != request.state.get(
+        "user_handle"
+    ):
         return Rejected(reason="wrong_user_handle")
     try:
         verified = verify_authentication_response(
@@ -509,12 +612,16 @@ def verify(request: VerifyRequest) -> Verdict:
     if (verified.new_sign_count or previous) and verified.new_sign_count <= previous:
         log.warning(
             "security key %r of a %s user reported counter %d after %d: possible cloned key",
-            stored["name"], request.user.audience.value, verified.new_sign_count, previous,
+            stored["name"],
+            request.user.audience.value,
+            verified.new_sign_count,
+            previous,
         )
         return Rejected(reason="counter_regressed", message=CLONE_SUSPECTED)
     updated = [
-        {**item, "sign_count": verified.new_sign_count, "last_used_at": request.now} if item is stored else item
+        {**item, "sign_count": verified.new_sign_count, "last_used_at": request.now}
+        if item is stored
+        else item
         for item in credentials
     ]
     return Accepted(state={**request.state, "credentials": updated})
-

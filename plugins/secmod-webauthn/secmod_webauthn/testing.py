@@ -30,7 +30,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from secmod.hookspecs import Prompt, User
 from secmod.testing.contract import ModuleDriver
 
-__all__ = ["CredentialExcluded", "SoftAuthenticator", "SoftCredential", "WebAuthnDriver", "b64url", "from_b64url"]
+__all__ = [
+    "CredentialExcluded",
+    "SoftAuthenticator",
+    "SoftCredential",
+    "WebAuthnDriver",
+    "b64url",
+    "from_b64url",
+]
 
 FLAG_UP = 0x01  # user present
 FLAG_UV = 0x04  # user verified
@@ -63,8 +70,15 @@ class SoftCredential:
 
     def cose_public_key(self) -> bytes:
         numbers = self.private_key.public_key().public_numbers()
-        return cbor2.dumps({1: 2, 3: COSE_ES256, -1: 1, -2: numbers.x.to_bytes(32, "big"),
-                            -3: numbers.y.to_bytes(32, "big")})
+        return cbor2.dumps(
+            {
+                1: 2,
+                3: COSE_ES256,
+                -1: 1,
+                -2: numbers.x.to_bytes(32, "big"),
+                -3: numbers.y.to_bytes(32, "big"),
+            }
+        )
 
 
 class SoftAuthenticator:
@@ -76,8 +90,13 @@ class SoftAuthenticator:
     :param user_verified: whether it checks a PIN or fingerprint (the UV flag).
     """
 
-    def __init__(self, origin: str = "http://localhost:8000", *, counter_step: int = 1,
-                 user_verified: bool = True) -> None:
+    def __init__(
+        self,
+        origin: str = "http://localhost:8000",
+        *,
+        counter_step: int = 1,
+        user_verified: bool = True,
+    ) -> None:
         self.origin = origin
         self.counter_step = counter_step
         self.user_verified = user_verified
@@ -85,8 +104,15 @@ class SoftAuthenticator:
 
     # -- registration ------------------------------------------------------------------
 
-    def create(self, options_json: str, *, origin: str | None = None, rp_id: str | None = None,
-               challenge: str | None = None, reuse: bytes | None = None) -> str:
+    def create(
+        self,
+        options_json: str,
+        *,
+        origin: str | None = None,
+        rp_id: str | None = None,
+        challenge: str | None = None,
+        reuse: bytes | None = None,
+    ) -> str:
         """``navigator.credentials.create()``: a new ES256 credential, "none" attestation.
 
         :param reuse: register this held credential again, as a browser that ignores
@@ -96,35 +122,48 @@ class SoftAuthenticator:
         excluded = {from_b64url(item["id"]) for item in options.get("excludeCredentials", ())}
         if reuse is None and excluded & set(self.credentials):
             raise CredentialExcluded("this authenticator already holds an excluded credential")
-        assert any(p["alg"] == COSE_ES256 for p in options["pubKeyCredParams"]), "the RP must allow ES256"
+        assert any(p["alg"] == COSE_ES256 for p in options["pubKeyCredParams"]), (
+            "the RP must allow ES256"
+        )
         rp = rp_id or options["rp"]["id"]
         if reuse is not None:
             credential = self.credentials[reuse]
         else:
             credential = SoftCredential(
-                credential_id=os.urandom(32), private_key=ec.generate_private_key(ec.SECP256R1()),
-                rp_id=options["rp"]["id"], user_handle=from_b64url(options["user"]["id"]),
+                credential_id=os.urandom(32),
+                private_key=ec.generate_private_key(ec.SECP256R1()),
+                rp_id=options["rp"]["id"],
+                user_handle=from_b64url(options["user"]["id"]),
             )
             self.credentials[credential.credential_id] = credential
         attested = (
             bytes(16)  # AAGUID: zeros, as "none" attestation reports it
-            + struct.pack(">H", len(credential.credential_id)) + credential.credential_id
+            + struct.pack(">H", len(credential.credential_id))
+            + credential.credential_id
             + credential.cose_public_key()
         )
-        auth_data = self._authenticator_data(rp, credential.sign_count, extra_flags=FLAG_AT) + attested
-        client_data = self._client_data("webauthn.create", challenge or options["challenge"], origin)
-        return json.dumps({
-            "id": b64url(credential.credential_id),
-            "rawId": b64url(credential.credential_id),
-            "type": "public-key",
-            "authenticatorAttachment": "platform",
-            "clientExtensionResults": {},
-            "response": {
-                "clientDataJSON": b64url(client_data),
-                "attestationObject": b64url(cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})),
-                "transports": ["internal"],
-            },
-        })
+        auth_data = (
+            self._authenticator_data(rp, credential.sign_count, extra_flags=FLAG_AT) + attested
+        )
+        client_data = self._client_data(
+            "webauthn.create", challenge or options["challenge"], origin
+        )
+        return json.dumps(
+            {
+                "id": b64url(credential.credential_id),
+                "rawId": b64url(credential.credential_id),
+                "type": "public-key",
+                "authenticatorAttachment": "platform",
+                "clientExtensionResults": {},
+                "response": {
+                    "clientDataJSON": b64url(client_data),
+                    "attestationObject": b64url(
+                        cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
+                    ),
+                    "transports": ["internal"],
+                },
+            }
+        )
 
     # -- authentication ----------------------------------------------------------------
 
@@ -132,9 +171,18 @@ class SoftAuthenticator:
         allowed = json.loads(options_json).get("allowCredentials") or []
         return any(from_b64url(item["id"]) in self.credentials for item in allowed)
 
-    def get(self, options_json: str, *, origin: str | None = None, rp_id: str | None = None,
-            challenge: str | None = None, sign_count: int | None = None, user_present: bool = True,
-            credential_id: bytes | None = None, user_handle: bytes | None = None) -> str:
+    def get(
+        self,
+        options_json: str,
+        *,
+        origin: str | None = None,
+        rp_id: str | None = None,
+        challenge: str | None = None,
+        sign_count: int | None = None,
+        user_present: bool = True,
+        credential_id: bytes | None = None,
+        user_handle: bytes | None = None,
+    ) -> str:
         """``navigator.credentials.get()``: an assertion by a credential the options allow."""
         options = json.loads(options_json)
         credential = self._pick(options, credential_id)
@@ -143,23 +191,30 @@ class SoftAuthenticator:
             count = credential.sign_count
         else:
             count = sign_count
-        auth_data = self._authenticator_data(rp_id or options["rpId"], count, user_present=user_present)
+        auth_data = self._authenticator_data(
+            rp_id or options["rpId"], count, user_present=user_present
+        )
         client_data = self._client_data("webauthn.get", challenge or options["challenge"], origin)
-        signature = credential.private_key.sign(auth_data + hashlib.sha256(client_data).digest(),
-                                                ec.ECDSA(hashes.SHA256()))
-        return json.dumps({
-            "id": b64url(credential.credential_id),
-            "rawId": b64url(credential.credential_id),
-            "type": "public-key",
-            "authenticatorAttachment": "platform",
-            "clientExtensionResults": {},
-            "response": {
-                "clientDataJSON": b64url(client_data),
-                "authenticatorData": b64url(auth_data),
-                "signature": b64url(signature),
-                "userHandle": b64url(user_handle if user_handle is not None else credential.user_handle),
-            },
-        })
+        signature = credential.private_key.sign(
+            auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
+        )
+        return json.dumps(
+            {
+                "id": b64url(credential.credential_id),
+                "rawId": b64url(credential.credential_id),
+                "type": "public-key",
+                "authenticatorAttachment": "platform",
+                "clientExtensionResults": {},
+                "response": {
+                    "clientDataJSON": b64url(client_data),
+                    "authenticatorData": b64url(auth_data),
+                    "signature": b64url(signature),
+                    "userHandle": b64url(
+                        user_handle if user_handle is not None else credential.user_handle
+                    ),
+                },
+            }
+        )
 
     def _pick(self, options: dict[str, Any], credential_id: bytes | None) -> SoftCredential:
         if credential_id is not None:
@@ -174,14 +229,25 @@ class SoftAuthenticator:
                     return credential
         raise LookupError("this authenticator holds none of the allowed credentials")
 
-    def _authenticator_data(self, rp_id: str, sign_count: int, *, extra_flags: int = 0,
-                            user_present: bool = True) -> bytes:
-        flags = extra_flags | (FLAG_UP if user_present else 0) | (FLAG_UV if self.user_verified else 0)
-        return hashlib.sha256(rp_id.encode()).digest() + bytes([flags]) + struct.pack(">I", sign_count)
+    def _authenticator_data(
+        self, rp_id: str, sign_count: int, *, extra_flags: int = 0, user_present: bool = True
+    ) -> bytes:
+        flags = (
+            extra_flags | (FLAG_UP if user_present else 0) | (FLAG_UV if self.user_verified else 0)
+        )
+        return (
+            hashlib.sha256(rp_id.encode()).digest() + bytes([flags]) + struct.pack(">I", sign_count)
+        )
 
     def _client_data(self, kind: str, challenge: str, origin: str | None) -> bytes:
-        return json.dumps({"type": kind, "challenge": challenge, "origin": origin or self.origin,
-                           "crossOrigin": False}).encode()
+        return json.dumps(
+            {
+                "type": kind,
+                "challenge": challenge,
+                "origin": origin or self.origin,
+                "crossOrigin": False,
+            }
+        ).encode()
 
 
 class WebAuthnDriver(ModuleDriver):
@@ -229,14 +295,24 @@ class WebAuthnDriver(ModuleDriver):
         options = prompt.ceremony.options_json
         if prompt.ceremony.kind == "webauthn.create":
             # A phishing page's registration: the right challenge, seen at another origin.
-            return {"name": "Phished", prompt.ceremony.answer_field:
-                    SoftAuthenticator("https://evil.example").create(options)}
+            return {
+                "name": "Phished",
+                prompt.ceremony.answer_field: SoftAuthenticator("https://evil.example").create(
+                    options
+                ),
+            }
         # Somebody else's key answering this person's challenge.
         if not self.stranger.credentials:
-            self.stranger.create(json.dumps({
-                "rp": {"id": json.loads(options)["rpId"]}, "user": {"id": b64url(b"stranger")},
-                "challenge": b64url(b"x"), "pubKeyCredParams": [{"alg": COSE_ES256, "type": "public-key"}],
-            }))
+            self.stranger.create(
+                json.dumps(
+                    {
+                        "rp": {"id": json.loads(options)["rpId"]},
+                        "user": {"id": b64url(b"stranger")},
+                        "challenge": b64url(b"x"),
+                        "pubKeyCredParams": [{"alg": COSE_ES256, "type": "public-key"}],
+                    }
+                )
+            )
         stranger_id = next(iter(self.stranger.credentials))
         return {prompt.ceremony.answer_field: self.stranger.get(options, credential_id=stranger_id)}
 
@@ -246,7 +322,10 @@ class WebAuthnDriver(ModuleDriver):
 
         return [
             credential.private_key.private_bytes(
-                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
             ).hex()
-            for key in self.keys for credential in key.credentials.values()
+            for key in self.keys
+            for credential in key.credentials.values()
         ]

@@ -21,8 +21,11 @@ BOB = User(id="client-2", audience=Audience.CLIENT, email="bob@example.test", na
 def start(make_host: Callable[..., Host]) -> Callable[..., Host]:
     def start(throttle: dict[str, Any] | None = None, **settings: Any) -> Host:
         table = {"clients": True, "admins": True, **settings}
-        return make_host({"webauthn": table}, loading={"allow": ["webauthn"]},
-                         throttle=throttle or {"max_code_failures": 100})
+        return make_host(
+            {"webauthn": table},
+            loading={"allow": ["webauthn"]},
+            throttle=throttle or {"max_code_failures": 100},
+        )
 
     return start
 
@@ -35,7 +38,11 @@ def host(start: Callable[..., Host]) -> Host:
 def enrol(host: Host, user: User, key: SoftAuthenticator, name: str = "Laptop") -> Enrolled:
     step = host.begin_setup(user, "webauthn")
     assert isinstance(step, SetupStarted) and step.prompt.ceremony is not None
-    done = host.continue_setup(user, step.setup_id, {"name": name, "credential": key.create(step.prompt.ceremony.options_json)})
+    done = host.continue_setup(
+        user,
+        step.setup_id,
+        {"name": name, "credential": key.create(step.prompt.ceremony.options_json)},
+    )
     assert isinstance(done, Enrolled), done
     return done
 
@@ -47,7 +54,9 @@ def options(started: Any) -> str:
 
 def login(host: Host, user: User, key: SoftAuthenticator, **tamper: Any) -> Any:
     started = host.begin_challenge(user)
-    return host.verify(user, {"credential": key.get(options(started), **tamper)}, challenge_id=started.challenge_id)
+    return host.verify(
+        user, {"credential": key.get(options(started), **tamper)}, challenge_id=started.challenge_id
+    )
 
 
 def stored_state(host: Host, user: User) -> dict[str, Any]:
@@ -133,13 +142,24 @@ def test_a_passkey_without_a_counter_logs_in_again_and_again(host: Host) -> None
     [
         ({"origin": "https://evil.example"}, "wrong_origin"),
         ({"origin": "http://localhost:9000"}, "wrong_origin"),
-        ({"origin": "https://challenge.signature.evil"}, "wrong_origin"),  # words in the origin mislead nothing
+        (
+            {"origin": "https://challenge.signature.evil"},
+            "wrong_origin",
+        ),  # words in the origin mislead nothing
         ({"rp_id": "evil.example"}, "wrong_rp_id"),
         ({"challenge": b64url(b"an old challenge of 32 bytes....")}, "wrong_challenge"),
         ({"user_present": False}, "user_not_present"),
         ({"user_handle": b"somebody else"}, "wrong_user_handle"),
     ],
-    ids=["phishing-origin", "other-port", "worded-origin", "rp-id", "challenge", "no-presence", "user-handle"],
+    ids=[
+        "phishing-origin",
+        "other-port",
+        "worded-origin",
+        "rp-id",
+        "challenge",
+        "no-presence",
+        "user-handle",
+    ],
 )
 def test_tampered_assertion_is_refused(host: Host, tamper: dict[str, Any], reason: str) -> None:
     key = SoftAuthenticator(ORIGIN)
@@ -157,7 +177,9 @@ def test_tampered_signature_is_refused(host: Host) -> None:
     signature = bytearray(from_b64url(credential["response"]["signature"]))
     signature[-1] ^= 0x01
     credential["response"]["signature"] = b64url(bytes(signature))
-    result = host.verify(ADA, {"credential": json.dumps(credential)}, challenge_id=started.challenge_id)
+    result = host.verify(
+        ADA, {"credential": json.dumps(credential)}, challenge_id=started.challenge_id
+    )
     assert (result.outcome, result.reason) == (Outcome.REJECTED, "bad_signature")
 
 
@@ -170,7 +192,9 @@ def test_raised_counter_in_signed_data_without_the_key_is_refused(host: Host) ->
     data = bytearray(from_b64url(credential["response"]["authenticatorData"]))
     data[-1] = 0xFF
     credential["response"]["authenticatorData"] = b64url(bytes(data))
-    result = host.verify(ADA, {"credential": json.dumps(credential)}, challenge_id=started.challenge_id)
+    result = host.verify(
+        ADA, {"credential": json.dumps(credential)}, challenge_id=started.challenge_id
+    )
     assert (result.outcome, result.reason) == (Outcome.REJECTED, "bad_signature")
 
 
@@ -190,7 +214,9 @@ def test_another_persons_credential_is_refused(host: Host) -> None:
     started = host.begin_challenge(ADA)
     (bob_credential,) = bob_key.credentials
     # Bob's key, signing Ada's challenge perfectly well: still not one of Ada's keys.
-    forged = bob_key.get(options(started) .replace('"allowCredentials"', '"ignored"'), credential_id=bob_credential)
+    forged = bob_key.get(
+        options(started).replace('"allowCredentials"', '"ignored"'), credential_id=bob_credential
+    )
     result = host.verify(ADA, {"credential": forged}, challenge_id=started.challenge_id)
     assert (result.outcome, result.reason) == (Outcome.REJECTED, "unknown_credential")
 
@@ -210,14 +236,26 @@ def _hostile_credentials(valid: str) -> list[str]:
     parsed = json.loads(valid)
     deep = "[" * 100_000 + "]" * 100_000
     return [
-        "", "null", "[]", "{}", "42", '"text"', "{", deep[:16_000], "x" * 100_000,
+        "",
+        "null",
+        "[]",
+        "{}",
+        "42",
+        '"text"',
+        "{",
+        deep[:16_000],
+        "x" * 100_000,
         json.dumps({**parsed, "rawId": "!!!not base64!!!"}),
         json.dumps({**parsed, "id": 7}),
         json.dumps({**parsed, "type": "password"}),
         json.dumps({**parsed, "response": "nope"}),
         json.dumps({**parsed, "response": {**parsed["response"], "authenticatorData": "AAAA"}}),
-        json.dumps({**parsed, "response": {**parsed["response"], "clientDataJSON": b64url(b"not json")}}),
-        json.dumps({**parsed, "response": {**parsed["response"], "clientDataJSON": b64url(b"[1, 2]")}}),
+        json.dumps(
+            {**parsed, "response": {**parsed["response"], "clientDataJSON": b64url(b"not json")}}
+        ),
+        json.dumps(
+            {**parsed, "response": {**parsed["response"], "clientDataJSON": b64url(b"[1, 2]")}}
+        ),
         json.dumps({**parsed, "response": {**parsed["response"], "signature": ""}}),
         json.dumps({**parsed, "response": {**parsed["response"], "userHandle": 12}}),
         json.dumps({**parsed, "authenticatorAttachment": "\u0000"}),
@@ -264,18 +302,31 @@ def test_registration_options_follow_the_settings(host: Host) -> None:
     ],
     ids=["origin", "rp-id", "challenge"],
 )
-def test_tampered_registration_is_refused_and_can_be_retried(host: Host, tamper: dict[str, Any], reason: str) -> None:
+def test_tampered_registration_is_refused_and_can_be_retried(
+    host: Host, tamper: dict[str, Any], reason: str
+) -> None:
     key = SoftAuthenticator(ORIGIN)
     step = host.begin_setup(ADA, "webauthn")
     assert isinstance(step, SetupStarted) and step.prompt.ceremony is not None
-    refused = host.continue_setup(ADA, step.setup_id, {"name": "Key", "credential": key.create(step.prompt.ceremony.options_json, **tamper)})
+    refused = host.continue_setup(
+        ADA,
+        step.setup_id,
+        {"name": "Key", "credential": key.create(step.prompt.ceremony.options_json, **tamper)},
+    )
     assert isinstance(refused, SetupStarted) and refused.error
     assert host.status(ADA) is None
     assert host.audit_events(user=ADA, limit=1)[0].reason == reason
     # The same step (the prompt and its ceremony came back sealed) still works.
     assert refused.prompt.ceremony is not None
     assert refused.prompt.ceremony.options_json == step.prompt.ceremony.options_json
-    done = host.continue_setup(ADA, step.setup_id, {"name": "Key", "credential": SoftAuthenticator(ORIGIN).create(refused.prompt.ceremony.options_json)})
+    done = host.continue_setup(
+        ADA,
+        step.setup_id,
+        {
+            "name": "Key",
+            "credential": SoftAuthenticator(ORIGIN).create(refused.prompt.ceremony.options_json),
+        },
+    )
     assert isinstance(done, Enrolled)
 
 
@@ -286,23 +337,36 @@ def test_hostile_json_at_registration_is_refused_without_crashing(host: Host) ->
     response = parsed["response"]
     deep = "[" * 100_000 + "]" * 100_000
     hostile = [
-        "null", "[]", "{}", "42", '"text"', "{", deep[:16_000], "x" * 100_000,
+        "null",
+        "[]",
+        "{}",
+        "42",
+        '"text"',
+        "{",
+        deep[:16_000],
+        "x" * 100_000,
         json.dumps({**parsed, "rawId": "!!!not base64!!!"}),
         json.dumps({**parsed, "id": 7}),
         json.dumps({**parsed, "type": "password"}),
         json.dumps({**parsed, "response": "nope"}),
         json.dumps({**parsed, "response": {**response, "clientDataJSON": b64url(b"not json")}}),
         json.dumps({**parsed, "response": {**response, "clientDataJSON": b64url(b"[1, 2]")}}),
-        json.dumps({**parsed, "response": {**response, "attestationObject": b64url(b"\xff\x00garbage")}}),
+        json.dumps(
+            {**parsed, "response": {**response, "attestationObject": b64url(b"\xff\x00garbage")}}
+        ),
         json.dumps({**parsed, "response": {**response, "attestationObject": ""}}),
-        json.dumps({**parsed, "response": {**response, "attestationObject": b64url(b"\xa0")}}),  # CBOR {}
+        json.dumps(
+            {**parsed, "response": {**response, "attestationObject": b64url(b"\xa0")}}
+        ),  # CBOR {}
     ]
     for text in hostile:
         refused = host.continue_setup(ADA, step.setup_id, {"name": "Key", "credential": text})
         assert isinstance(refused, SetupStarted) and refused.error, text[:80]
     assert not [e for e in host.audit_events(limit=1000) if e.reason == "module_error"]
     assert host.status(ADA) is None
-    oversized = host.continue_setup(ADA, step.setup_id, {"name": "Key", "credential": "{" + " " * 20_000 + "}"})
+    oversized = host.continue_setup(
+        ADA, step.setup_id, {"name": "Key", "credential": "{" + " " * 20_000 + "}"}
+    )
     assert isinstance(oversized, SetupStarted) and "could not be registered" in oversized.error
     assert host.audit_events(user=ADA, limit=1)[0].reason == "malformed"
 
@@ -310,7 +374,9 @@ def test_hostile_json_at_registration_is_refused_without_crashing(host: Host) ->
 # -- several keys -------------------------------------------------------------------
 
 
-def manage(host: Host, user: User, answer: dict[str, str], key: SoftAuthenticator | None = None) -> Any:
+def manage(
+    host: Host, user: User, answer: dict[str, str], key: SoftAuthenticator | None = None
+) -> Any:
     step = host.begin_setup(user, "webauthn")
     assert isinstance(step, SetupStarted) and step.prompt.ceremony is not None
     if key is not None:
@@ -329,7 +395,11 @@ def test_a_second_key_is_added_and_the_first_removed(host: Host) -> None:
     excluded = json.loads(step.prompt.ceremony.options_json)["excludeCredentials"]
     assert [from_b64url(item["id"]) for item in excluded] == list(laptop.credentials)
 
-    added = host.continue_setup(ADA, step.setup_id, {"name": "Spare key", "credential": spare.create(step.prompt.ceremony.options_json)})
+    added = host.continue_setup(
+        ADA,
+        step.setup_id,
+        {"name": "Spare key", "credential": spare.create(step.prompt.ceremony.options_json)},
+    )
     assert isinstance(added, Enrolled) and added.backup_codes == ()  # the backup code is kept
     assert "2 keys" in added.message
     assert login(host, ADA, laptop).accepted and login(host, ADA, spare).accepted
@@ -342,8 +412,11 @@ def test_a_second_key_is_added_and_the_first_removed(host: Host) -> None:
     started = host.begin_challenge(ADA)
     assert not laptop.holds_any(options(started))
     (laptop_id,) = laptop.credentials
-    result = host.verify(ADA, {"credential": laptop.get(options(started), credential_id=laptop_id)},
-                         challenge_id=started.challenge_id)
+    result = host.verify(
+        ADA,
+        {"credential": laptop.get(options(started), credential_id=laptop_id)},
+        challenge_id=started.challenge_id,
+    )
     assert (result.outcome, result.reason) == (Outcome.REJECTED, "unknown_credential")
 
 
@@ -357,7 +430,9 @@ def test_a_second_key_is_added_and_the_first_removed(host: Host) -> None:
         ({"name": "laptop"}, "duplicate_name"),
     ],
 )
-def test_managing_keys_refuses_what_would_go_wrong(host: Host, answer: dict[str, str], reason: str) -> None:
+def test_managing_keys_refuses_what_would_go_wrong(
+    host: Host, answer: dict[str, str], reason: str
+) -> None:
     laptop = SoftAuthenticator(ORIGIN)
     enrol(host, ADA, laptop, name="Laptop")
     key = SoftAuthenticator(ORIGIN) if "name" in answer else None
@@ -404,6 +479,8 @@ def test_a_registration_response_posted_at_login_is_refused(host: Host) -> None:
     client_data = json.loads(from_b64url(credential["response"]["clientDataJSON"]))
     client_data["type"] = "webauthn.create"
     credential["response"]["clientDataJSON"] = b64url(json.dumps(client_data).encode())
-    result = host.verify(ADA, {"credential": json.dumps(credential)}, challenge_id=started.challenge_id)
+    result = host.verify(
+        ADA, {"credential": json.dumps(credential)}, challenge_id=started.challenge_id
+    )
     assert (result.outcome, result.reason) == (Outcome.REJECTED, "wrong_ceremony")
     assert sent["challenge"] == client_data["challenge"]

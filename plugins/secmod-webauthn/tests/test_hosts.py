@@ -41,7 +41,9 @@ clients = true
 admins = true
 """
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-_CEREMONY = re.compile(r'data-ceremony-kind="([^"]+)"\s+data-ceremony-options="([^"]+)"\s+data-ceremony-field="([^"]+)"')
+_CEREMONY = re.compile(
+    r'data-ceremony-kind="([^"]+)"\s+data-ceremony-options="([^"]+)"\s+data-ceremony-field="([^"]+)"'
+)
 
 
 @pytest.fixture
@@ -81,12 +83,20 @@ def assert_scripts_are_files_only(page: str) -> None:
 def register_on_page(client: TestClient, page: Any, key: SoftAuthenticator, name: str) -> Any:
     kind, options, field = ceremony_on(page.text)
     assert (kind, field) == ("webauthn.create", "credential")
-    return post(client, "/account/security/setup/confirm", {"name": name, field: key.create(options)},
-                page="/account/security")
+    return post(
+        client,
+        "/account/security/setup/confirm",
+        {"name": name, field: key.create(options)},
+        page="/account/security",
+    )
 
 
-def log_in_with(client: TestClient, key: SoftAuthenticator, credential_id: bytes | None = None) -> Any:
-    challenge = post(client, "/login", {"email": "ada@example.com", "password": PASSWORD}, page="/login")
+def log_in_with(
+    client: TestClient, key: SoftAuthenticator, credential_id: bytes | None = None
+) -> Any:
+    challenge = post(
+        client, "/login", {"email": "ada@example.com", "password": PASSWORD}, page="/login"
+    )
     assert challenge.url.path == "/login/2fa"
     assert_scripts_are_files_only(challenge.text)
     kind, options, field = ceremony_on(challenge.text)
@@ -95,7 +105,10 @@ def log_in_with(client: TestClient, key: SoftAuthenticator, credential_id: bytes
     # The token from this very page: loading /login/2fa again would start a new challenge.
     token = _CSRF.search(challenge.text)
     assert token
-    return client.post("/login/2fa", data={"csrf_token": token.group(1), field: key.get(options, credential_id=credential_id)})
+    return client.post(
+        "/login/2fa",
+        data={"csrf_token": token.group(1), field: key.get(options, credential_id=credential_id)},
+    )
 
 
 def log_out(client: TestClient) -> None:
@@ -103,10 +116,21 @@ def log_out(client: TestClient) -> None:
 
 
 def test_web_host_registers_logs_in_adds_and_removes_keys(client: TestClient) -> None:
-    signed_up = post(client, "/register", {"email": "ada@example.com", "name": "Ada", "password": PASSWORD,
-                                           "password_confirm": PASSWORD}, page="/register")
+    signed_up = post(
+        client,
+        "/register",
+        {
+            "email": "ada@example.com",
+            "name": "Ada",
+            "password": PASSWORD,
+            "password_confirm": PASSWORD,
+        },
+        page="/register",
+    )
     assert signed_up.url.path == "/clientarea"
-    setup = post(client, "/account/security/setup", {"module": "webauthn"}, page="/account/security")
+    setup = post(
+        client, "/account/security/setup", {"module": "webauthn"}, page="/account/security"
+    )
     assert setup.status_code == 200
     assert_scripts_are_files_only(setup.text)
     assert "This step needs JavaScript" in setup.text  # the <noscript> text
@@ -120,14 +144,22 @@ def test_web_host_registers_logs_in_adds_and_removes_keys(client: TestClient) ->
 
     security = client.get("/account/security")
     assert "Change or add a device" in security.text
-    manage = post(client, "/account/security/setup", {"module": "webauthn"}, page="/account/security")
+    manage = post(
+        client, "/account/security/setup", {"module": "webauthn"}, page="/account/security"
+    )
     assert "Laptop (added" in html.unescape(manage.text)
     added = register_on_page(client, manage, spare, "Spare key")
     assert "You now have 2 keys" in added.text and "Your backup code is unchanged." in added.text
 
-    manage = post(client, "/account/security/setup", {"module": "webauthn"}, page="/account/security")
-    removed = post(client, "/account/security/setup/confirm", {"name": "", "remove": "Laptop", "credential": ""},
-                   page="/account/security")
+    manage = post(
+        client, "/account/security/setup", {"module": "webauthn"}, page="/account/security"
+    )
+    removed = post(
+        client,
+        "/account/security/setup/confirm",
+        {"name": "", "remove": "Laptop", "credential": ""},
+        page="/account/security",
+    )
     assert "The key was removed. You have 1 left." in removed.text
     log_out(client)
 
@@ -142,12 +174,17 @@ def test_the_ceremony_script_is_served_from_the_site(client: TestClient) -> None
     response = client.get("/static/ceremony.js")
     assert response.status_code == 200
     assert "javascript" in response.headers["content-type"]
-    assert "navigator.credentials.create" in response.text and "navigator.credentials.get" in response.text
+    assert (
+        "navigator.credentials.create" in response.text
+        and "navigator.credentials.get" in response.text
+    )
     assert "script-src 'self'" in response.headers["content-security-policy"]
 
 
 def api(client: TestClient, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    response = client.post(f"/api/v1/{path}", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    response = client.post(
+        f"/api/v1/{path}", json=body, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
@@ -158,57 +195,106 @@ def test_json_api_hands_out_the_options_and_takes_the_result(client: TestClient)
     started = api(client, "setup", {"user": person, "module": "webauthn"})
     ceremony = started["prompt"]["ceremony"]
     assert ceremony["kind"] == "webauthn.create" and ceremony["options"]["rp"]["id"] == "localhost"
-    assert {f["name"]: f["required"] for f in started["prompt"]["fields"]} == {"name": False, "credential": True}
-    done = api(client, "setup/continue", {"user": person, "setup_id": started["setup_id"],
-                                          "answer": {"name": "Phone", ceremony["answer_field"]:
-                                                     key.create(json.dumps(ceremony["options"]))}})
+    assert {f["name"]: f["required"] for f in started["prompt"]["fields"]} == {
+        "name": False,
+        "credential": True,
+    }
+    done = api(
+        client,
+        "setup/continue",
+        {
+            "user": person,
+            "setup_id": started["setup_id"],
+            "answer": {
+                "name": "Phone",
+                ceremony["answer_field"]: key.create(json.dumps(ceremony["options"])),
+            },
+        },
+    )
     assert done["status"] == "enrolled" and len(done["backup_codes"]) == 1
 
     challenge = api(client, "challenge", {"user": person})
     ceremony = challenge["prompt"]["ceremony"]
     assert ceremony["kind"] == "webauthn.get" and ceremony["options"]["allowCredentials"]
     answer = {ceremony["answer_field"]: key.get(json.dumps(ceremony["options"]))}
-    verdict = api(client, "verify", {"user": person, "answer": answer, "challenge_id": challenge["challenge_id"]})
+    verdict = api(
+        client,
+        "verify",
+        {"user": person, "answer": answer, "challenge_id": challenge["challenge_id"]},
+    )
     assert verdict["outcome"] == "accepted"
-    again = api(client, "verify", {"user": person, "answer": answer, "challenge_id": challenge["challenge_id"]})
+    again = api(
+        client,
+        "verify",
+        {"user": person, "answer": answer, "challenge_id": challenge["challenge_id"]},
+    )
     assert again["outcome"] == "rejected"
 
 
-def test_cli_says_the_module_needs_a_browser(config_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_says_the_module_needs_a_browser(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(config_file.parent)
     runner = CliRunner()
-    enrol = runner.invoke(cli_app, ["--config", str(config_file), "enroll", "ada@example.com", "--module", "webauthn"])
+    enrol = runner.invoke(
+        cli_app, ["--config", str(config_file), "enroll", "ada@example.com", "--module", "webauthn"]
+    )
     assert enrol.exit_code == 2
-    assert "needs a browser" in enrol.output and "secmod serve" in enrol.output and "Traceback" not in enrol.output
+    assert (
+        "needs a browser" in enrol.output
+        and "secmod serve" in enrol.output
+        and "Traceback" not in enrol.output
+    )
 
     with Host.from_config(str(config_file)) as host:
         user = User(id="ada@example.com", audience=Audience.CLIENT, email="ada@example.com")
         step = host.begin_setup(user, "webauthn")
         assert not isinstance(step, Enrolled) and step.prompt.ceremony is not None
         key = SoftAuthenticator(ORIGIN)
-        assert isinstance(host.continue_setup(user, step.setup_id, {"credential": key.create(step.prompt.ceremony.options_json)}), Enrolled)
+        assert isinstance(
+            host.continue_setup(
+                user, step.setup_id, {"credential": key.create(step.prompt.ceremony.options_json)}
+            ),
+            Enrolled,
+        )
     verify = runner.invoke(cli_app, ["--config", str(config_file), "verify", "ada@example.com"])
     assert verify.exit_code == 2 and "needs a browser" in verify.output
 
     listed = runner.invoke(cli_app, ["--config", str(config_file), "modules"])
     assert listed.exit_code == 0
-    assert re.search(r"webauthn\s+Security Key / Passkey\s+secmod-webauthn\s+0\.1\.0\s+on\s+on\s+1", listed.output), listed.output
+    assert re.search(
+        r"webauthn\s+Security Key / Passkey\s+secmod-webauthn\s+0\.1\.0\s+on\s+on\s+1",
+        listed.output,
+    ), listed.output
 
 
-def test_admin_switches_it_on_and_the_relying_party_is_not_pinned(tmp_path: Path, fake_clock: Any) -> None:
+def test_admin_switches_it_on_and_the_relying_party_is_not_pinned(
+    tmp_path: Path, fake_clock: Any
+) -> None:
     import tomllib
 
     config = tmp_path / "secmod.toml"
     config.write_text(CONFIG.split("[modules.webauthn]")[0])
     application = create_app(config, host_kwargs={"clock": fake_clock})
     try:
-        application.state.web.accounts.create(Audience.ADMIN, "root@example.com", PASSWORD, name="Root")
+        application.state.web.accounts.create(
+            Audience.ADMIN, "root@example.com", PASSWORD, name="Root"
+        )
         with TestClient(application) as admin:
-            post(admin, "/admin/login", {"email": "root@example.com", "password": PASSWORD}, page="/admin/login")
+            post(
+                admin,
+                "/admin/login",
+                {"email": "root@example.com", "password": PASSWORD},
+                page="/admin/login",
+            )
             form = admin.get("/admin/2fa/webauthn")
             assert form.status_code == 200 and "Relying party id" in form.text
-            saved = post(admin, "/admin/2fa/webauthn", {"clients": "on", "user_verification": "required"},
-                         page="/admin/2fa/webauthn")
+            saved = post(
+                admin,
+                "/admin/2fa/webauthn",
+                {"clients": "on", "user_verification": "required"},
+                page="/admin/2fa/webauthn",
+            )
             assert "Security Key / Passkey saved and activated." in html.unescape(saved.text)
         table = tomllib.loads(config.read_text())["modules"]["webauthn"]
         assert table["clients"] is True and table["user_verification"] == "required"
@@ -219,13 +305,26 @@ def test_admin_switches_it_on_and_the_relying_party_is_not_pinned(tmp_path: Path
 
 def test_admin_is_told_why_an_ip_address_cannot_work(tmp_path: Path, fake_clock: Any) -> None:
     config = tmp_path / "secmod.toml"
-    config.write_text(CONFIG.split("[modules.webauthn]")[0].replace("[web]\n", '[web]\nbase_url = "http://127.0.0.1:8000"\n'))
+    config.write_text(
+        CONFIG.split("[modules.webauthn]")[0].replace(
+            "[web]\n", '[web]\nbase_url = "http://127.0.0.1:8000"\n'
+        )
+    )
     application = create_app(config, host_kwargs={"clock": fake_clock})
     try:
-        application.state.web.accounts.create(Audience.ADMIN, "root@example.com", PASSWORD, name="Root")
+        application.state.web.accounts.create(
+            Audience.ADMIN, "root@example.com", PASSWORD, name="Root"
+        )
         with TestClient(application) as admin:
-            post(admin, "/admin/login", {"email": "root@example.com", "password": PASSWORD}, page="/admin/login")
-            refused = post(admin, "/admin/2fa/webauthn", {"clients": "on"}, page="/admin/2fa/webauthn")
+            post(
+                admin,
+                "/admin/login",
+                {"email": "root@example.com", "password": PASSWORD},
+                page="/admin/login",
+            )
+            refused = post(
+                admin, "/admin/2fa/webauthn", {"clients": "on"}, page="/admin/2fa/webauthn"
+            )
             assert refused.status_code == 400
             assert "WebAuthn cannot run on an IP address" in html.unescape(refused.text)
         assert "[modules.webauthn]" not in config.read_text()

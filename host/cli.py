@@ -117,11 +117,14 @@ def modules() -> None:
     """List installed modules: distribution, version, who they are on for, users enrolled."""
     host = _host()
     counts = host.enrolment_counts()
-    typer.echo(f"{'module':<10} {'friendly name':<20} {'distribution':<18} {'version':<8} {'clients':<8} {'admins':<7} enrolled")
+    # Friendly names run long ("Security Key / Passkey"): the column fits the longest.
+    wide = max([20, *(len(module.info.friendly_name) for module in host.modules.values())])
+    typer.echo(f"{'module':<10} {'friendly name':<{wide}} {'distribution':<18} {'version':<8} "
+               f"{'clients':<8} {'admins':<7} enrolled")
     for name, module in sorted(host.modules.items()):
         settings = host.module_settings[name]
         typer.echo(
-            f"{name:<10} {module.info.friendly_name:<20} {module.distribution:<18} {module.version:<8} "
+            f"{name:<10} {module.info.friendly_name:<{wide}} {module.distribution:<18} {module.version:<8} "
             f"{'on' if settings.clients else 'off':<8} {'on' if settings.admins else 'off':<7} {counts.get(name, 0)}"
         )
     for name, broken in sorted(host.registry.broken.items()):

@@ -266,6 +266,10 @@ def test_cli_says_the_module_needs_a_browser(
         r"webauthn\s+Security Key / Passkey\s+secmod-webauthn\s+0\.1\.0\s+on\s+on\s+1",
         listed.output,
     ), listed.output
+    header, row = listed.output.splitlines()[0], next(
+        line for line in listed.output.splitlines() if line.startswith("webauthn")
+    )
+    assert header.index("distribution") == row.index("secmod-webauthn"), "columns out of line"
 
 
 def test_admin_switches_it_on_and_the_relying_party_is_not_pinned(

@@ -582,8 +582,7 @@ class Store:
         """
         ids: set[str] = set()
         with self._connect(single=True) as conn:
-            for table, column, order in ((_enrolment, _enrolment.c.state, _enrolment.c.id),
-                                         (_pending, _pending.c.data, _pending.c.expires_at)):
+            for column, order in ((_enrolment.c.state, _enrolment.c.id), (_pending.c.data, _pending.c.expires_at)):
                 newest = sa.select(column.label("sealed")).order_by(order.desc()).limit(sample).subquery()
                 if self.is_postgresql:
                     key_id = sa.func.split_part(newest.c.sealed, "$", 1)

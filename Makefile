@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test bench docs clean
+.PHONY: setup run test lint bench docs clean
 
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,11 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Configured in pyproject.toml ([tool.ruff.lint], [tool.mypy]).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/verify.py

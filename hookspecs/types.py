@@ -8,6 +8,7 @@ a traceback by accident.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -25,6 +26,7 @@ __all__ = [
     "ChallengeRequest",
     "Field",
     "ForgetRequest",
+    "LogRedaction",
     "ModuleInfo",
     "ModuleSettings",
     "Prompt",
@@ -117,6 +119,34 @@ class ModuleSettings(BaseModel):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class LogRedaction:
+    """A secret that a library the module uses may write to its log, for the host to mask.
+
+    Added in contract 1.1. The host installs one filter on each logger named here (the
+    same filter for every module, so one module's rewrite cannot hide a record from
+    another's pattern); modules never touch logging configuration themselves.
+
+    :param pattern: a regular expression; every match in a record's formatted message
+        is replaced by ``[redacted]``. Keep the context outside the match with a
+        lookbehind, e.g. ``(?<=otp=)[^&\\s]+``.
+    :param loggers: the loggers whose records are masked; urllib3 logs every request
+        URL, query string included, at DEBUG.
+    """
+
+    pattern: str
+    loggers: tuple[str, ...] = ("urllib3.connectionpool",)
+
+    def __post_init__(self) -> None:
+        try:
+            re.compile(self.pattern)
+        except (re.error, TypeError) as error:
+            raise ValueError(f"LogRedaction.pattern {self.pattern!r} is not a regular expression: {error}") from None
+        if isinstance(self.loggers, str) or not all(isinstance(name, str) and name for name in self.loggers):
+            raise ValueError("LogRedaction.loggers must be a tuple of logger names")
+        object.__setattr__(self, "loggers", tuple(self.loggers))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ModuleInfo:
     """What ``configure`` returns: who the module is and what it needs.
 
@@ -132,6 +162,8 @@ class ModuleInfo:
         besides the host's backup codes (e.g. ``("resync",)``).
     :param redirects: True when the challenge sends the browser away (Duo); hosts
         that cannot redirect (the CLI) then refuse the module cleanly.
+    :param log_redactions: secrets the module's libraries may log (contract 1.1); the
+        host masks them, see :class:`LogRedaction`.
     """
 
     name: str
@@ -142,6 +174,7 @@ class ModuleInfo:
     contract: str = ">=1,<2"
     recovery_methods: tuple[str, ...] = ()
     redirects: bool = False
+    log_redactions: tuple[LogRedaction, ...] = ()
 
     def __post_init__(self) -> None:
         name = self.name.strip().lower() if isinstance(self.name, str) else None
@@ -330,12 +363,19 @@ class SetupComplete:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChallengeRequest:
-    """Input of ``challenge``: start the second step of a login."""
+    """Input of ``challenge``: start the second step of a login.
+
+    :param callback_url: where a redirecting module (``ModuleInfo.redirects``) sends the
+        browser back to: ``{[web] base_url}/login/{module}/callback``, built by the host;
+        the web host hands that request's whole query to ``verify`` as the answer.
+        Empty when the host has no web address (the CLI). Added in contract 1.1.
+    """
 
     settings: ModuleSettings = field(repr=False)
     user: User
     now: float
     state: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    callback_url: str = ""
 
     def __post_init__(self) -> None:
         _freeze(self, "state")

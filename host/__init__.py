@@ -1,6 +1,6 @@
 """The secmod host: loads security modules and applies WHMCS's two-factor policies."""
 
-from .context import RequestContext
+from .context import CALLBACK_PATH, RequestContext, callback_url
 from .core import Host
 from .errors import (
     ConfigError,
@@ -26,6 +26,7 @@ from .outcomes import (
 )
 
 __all__ = [
+    "CALLBACK_PATH",
     "ChallengeStarted",
     "ConfigError",
     "Enrolled",
@@ -46,4 +47,5 @@ __all__ = [
     "UnknownModule",
     "UserLocked",
     "VerifyResult",
+    "callback_url",
 ]

@@ -115,7 +115,7 @@ class ModuleCaller:
 
     def _judge(self, hook: str, request: object, *, optional: bool = False) -> Verdict | None:
         try:
-            return self._call(hook, request, (Accepted, Rejected), optional=optional)  # type: ignore[no-any-return]
+            return self._call(hook, request, (Accepted, Rejected), optional=optional)
         except ModuleFailed as failure:
             if failure.outage and self.settings.fail_mode == "open":
                 log.warning("module %r: provider unavailable and fail_mode is open: letting the person in", self.name)
@@ -134,11 +134,11 @@ class ModuleCaller:
 
     def setup_user(self, request: SetupRequest) -> SetupPrompt | SetupComplete:
         """:raises ModuleFailed: a wrong answer (``ModuleError``) or a crash."""
-        return self._call("setup_user", request, (SetupPrompt, SetupComplete))  # type: ignore[no-any-return]
+        return self._call("setup_user", request, (SetupPrompt, SetupComplete))
 
     def challenge(self, request: ChallengeRequest) -> Challenge:
         """:raises ModuleFailed: the challenge cannot start (``outage`` when declared)."""
-        return self._call("challenge", request, (Challenge,))  # type: ignore[no-any-return]
+        return self._call("challenge", request, (Challenge,))
 
     def verify(self, request: VerifyRequest) -> Verdict:
         """Never raises: every failure is a verdict (see the module docstring)."""

@@ -137,13 +137,25 @@ def modules() -> None:
 @_one_line_errors
 def enroll(
     user: str,
-    module: Annotated[str, typer.Option("--module", "-m", help="Module to enrol with.")] = "totp",
+    module: Annotated[
+        str | None,
+        typer.Option("--module", "-m", help="Module to enrol with; needed only when several are enabled."),
+    ] = None,
     admin: AdminOption = False,
     email: EmailOption = None,
 ) -> None:
     """Enrol USER: show the QR code, ask for a code, then show the backup code."""
     host = _host()
     person = _user(user, admin, email)
+    if module is None:
+        choices = host.enabled_modules(person.audience)
+        if len(choices) != 1:
+            raise Failure(
+                f"several modules are enabled for {person.audience.value}s; choose one with --module: "
+                + ", ".join(choices)
+                if choices else f"no module is enabled for {person.audience.value}s"
+            )
+        module = choices[0]
     step = host.begin_setup(person, module)
     while not isinstance(step, Enrolled):
         prompt = step.prompt
@@ -193,7 +205,7 @@ def verify(
         raise Failure(f"module {started.module!r} verifies in a browser; use `secmod serve`")
     _refuse_browser_ceremony(started.module, started.prompt)
     typer.secho(started.prompt.message, bold=True)
-    answer = {}
+    answer: dict[str, str] = {}
     for field in started.prompt.fields:
         value = code if code is not None and len(answer) == 0 else None
         answer[field.name] = value or typer.prompt(field.label, hide_input=field.kind == "password")
@@ -215,7 +227,7 @@ def recover(
     """Log USER in without their device (backup code), or re-sync a drifted token."""
     host = _host()
     person = _user(user, admin, email)
-    answer = {"code": code or typer.prompt("Backup code" if method == "backup_code" else "Code")}
+    answer: dict[str, str] = {"code": code or typer.prompt("Backup code" if method == "backup_code" else "Code")}
     if method != "backup_code":
         answer["next_code"] = next_code or typer.prompt("Next code")
     result = host.recover(person, answer, method=method)

@@ -1,10 +1,13 @@
-"""Where a request comes from, as the host application saw it."""
+"""Where a request comes from, as the host application saw it, and where a redirect returns."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["RequestContext"]
+__all__ = ["CALLBACK_PATH", "RequestContext", "callback_url"]
+
+CALLBACK_PATH = "/login/{module}/callback"
+"""Where the web host takes a redirecting module's answer: the whole query is the answer."""
 
 _MAX_IP = 64
 _MAX_USER_AGENT = 255
@@ -32,3 +35,8 @@ class RequestContext:
 def _printable(value: object) -> str:
     text = value if isinstance(value, str) else ""
     return "".join(ch for ch in text if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF)
+
+
+def callback_url(base_url: str, module: str) -> str:
+    """The absolute address a redirecting module sends the browser back to."""
+    return base_url.rstrip("/") + CALLBACK_PATH.format(module=module)

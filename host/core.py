@@ -38,7 +38,7 @@ from sqlalchemy.engine import Engine
 from . import backup
 from .attempts import Attempts
 from .calls import ModuleCaller, ModuleFailed
-from .context import RequestContext
+from .context import RequestContext, callback_url
 from .errors import ModuleUnavailable, NotEnrolled, SetupExpired, UnknownModule, UserLocked
 from .outcomes import (
     ChallengeStarted,
@@ -53,6 +53,7 @@ from .outcomes import (
     prompt_to_json,
     utc,
 )
+from .redaction import redact_library_logs
 from .registry import LoadedModule, ModuleRegistry, new_plugin_manager
 from .sealed import SealedValues
 from .sealing import SEALED_PREFIX, KeyRing, SealError
@@ -103,6 +104,7 @@ class Host:
             allow=settings.loading.allow, block=settings.loading.block, entry_points=entry_points, extra=modules,
             required={name for name, table in settings.modules.items() if table.get("clients") or table.get("admins")},
         )
+        redact_library_logs(r for module in self.registry.modules.values() for r in module.info.log_redactions)
         self.module_settings: dict[str, ModuleSettings] = {
             name: self._validate_module_settings(module) for name, module in self.registry.modules.items()
         }
@@ -170,6 +172,10 @@ class Host:
             return self.registry.modules[name]
         except KeyError:
             raise UnknownModule(f"module {name!r} is not loaded") from None
+
+    def callback_url(self, module: str) -> str:
+        """Where a redirecting module sends the browser back: ``{[web] base_url}/login/{module}/callback``."""
+        return callback_url(self.settings.web.base_url, module)
 
     def enabled_modules(self, audience: Audience) -> tuple[str, ...]:
         """Names of the modules enabled for ``audience``, in a stable order."""
@@ -346,7 +352,8 @@ class Host:
             self._audit(audit.but(reason="module_unavailable" if caller is None else "state_unreadable"))
             raise ModuleUnavailable(messages.MODULE_LOAD_ERROR)
         try:
-            challenge = caller.challenge(ChallengeRequest(settings=caller.settings, user=user, now=now, state=state))
+            challenge = caller.challenge(ChallengeRequest(settings=caller.settings, user=user, now=now, state=state,
+                                                          callback_url=self.callback_url(stored.module)))
         except ModuleFailed as failure:
             if failure.outage and caller.settings.fail_mode == "open":
                 self._audit(audit.but(outcome="ok", reason="fail_open"))

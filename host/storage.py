@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
+from typing import ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -24,6 +25,7 @@ log = logging.getLogger("secmod.host")
 class Enrolment(SQLModel, table=True):
     """One person's second factor: module name and sealed, versioned module state."""
 
+    __table__: ClassVar[sa.Table]  # set by SQLAlchemy; declared for type checkers
     __tablename__ = "secmod_enrolment"
     __table_args__ = (sa.UniqueConstraint("audience", "user_id", name="uq_enrolment_user"),)
 
@@ -40,6 +42,7 @@ class Enrolment(SQLModel, table=True):
 class PendingStep(SQLModel, table=True):
     """An enrolment step or a login challenge waiting for its answer, sealed, expiring."""
 
+    __table__: ClassVar[sa.Table]  # set by SQLAlchemy; declared for type checkers
     __tablename__ = "secmod_pending"
 
     id: str = Field(primary_key=True, max_length=64)  # SHA-256 of the token the person holds
@@ -54,6 +57,7 @@ class PendingStep(SQLModel, table=True):
 class BackupCode(SQLModel, table=True):
     """A one-use backup code, stored only as a salted scrypt hash."""
 
+    __table__: ClassVar[sa.Table]  # set by SQLAlchemy; declared for type checkers
     __tablename__ = "secmod_backup_code"
 
     id: int | None = Field(default=None, primary_key=True)
@@ -71,6 +75,7 @@ class Throttle(SQLModel, table=True):
     under; the reservation statement reads them from its own row (see ``host/store.py``).
     """
 
+    __table__: ClassVar[sa.Table]  # set by SQLAlchemy; declared for type checkers
     __tablename__ = "secmod_throttle"
 
     key: str = Field(primary_key=True, max_length=320)
@@ -84,6 +89,7 @@ class Throttle(SQLModel, table=True):
 class AuditEvent(SQLModel, table=True):
     """One decision. Holds reasons and names, never a code or a secret."""
 
+    __table__: ClassVar[sa.Table]  # set by SQLAlchemy; declared for type checkers
     __tablename__ = "secmod_audit"
 
     id: int | None = Field(default=None, primary_key=True)

@@ -424,10 +424,10 @@ class Store:
                 # The write first: SQLite then holds the write lock, and the load that
                 # follows sees the state the reservation was made against.
                 counts = {row[0]: row[1] for row in conn.execute(_SQLITE_RESERVE[len(budgets)], params)}
-                row = conn.execute(
+                loaded = conn.execute(
                     _LOAD, {"audience": user.audience.value, "user_id": user.id, "code_key": budgets[0].key}
                 ).first()
-                enrolment = StoredEnrolment(*row) if row is not None else None
+                enrolment = StoredEnrolment(*loaded) if loaded is not None else None
         refused = tuple(b.key for b in budgets if b.key not in counts)
         attempt = Attempt(user=user, enrolment=enrolment, budgets=budgets, counts=counts, refused=refused)
         if refused and counts:
@@ -596,7 +596,7 @@ class Store:
             enrolments = conn.execute(sa.select(_enrolment.c.id, _enrolment.c.audience, _enrolment.c.user_id,
                                                 _enrolment.c.module, _enrolment.c.state)).all()
             pendings = conn.execute(sa.select(_pending)).all()
-        return enrolments, pendings
+        return list(enrolments), list(pendings)
 
     def reseal_enrolment(self, row_id: int, old: str, new: str) -> int:
         """Replace a sealed state only if unchanged since read; keeps its version."""

@@ -84,9 +84,9 @@ class WebSettings(_Section):
     """The address to listen on."""
     port: int = Field(8000, ge=1, le=65535)
     base_url: str = "http://localhost:8000"
-    """The public address. Duo's redirect URL is built from it ({base_url}/login/duo/callback)
-    and WebAuthn's relying party (id and origin), which cannot be an IP address: hence
-    localhost, not 127.0.0.1."""
+    """The public address people browse. A redirecting module's callback is
+    {base_url}/login/{module}/callback, and WebAuthn's relying party (id and origin) comes
+    from it, which cannot be an IP address: hence localhost, not 127.0.0.1."""
     session_secret: str | None = None
     """Signs the session cookie; when unset, one is generated and kept in the accounts database."""
     api_token: str | None = None

@@ -462,7 +462,7 @@ class ModuleContract:
         texts += [repr(obj) for obj in person.seen]
         texts += [f"{error!r} {error}" for error in errors]
         texts += [repr(host.module_settings[driver.name]), repr(host.modules[driver.name])]
-        texts += [f"{r.message} {r.detail}" for r in person.seen if hasattr(r, "outcome")]
+        texts += [f"{getattr(r, 'message', '')} {getattr(r, 'detail', '')}" for r in person.seen if hasattr(r, "outcome")]
         texts += [getattr(r, "error", "") for r in person.seen]
         leaks = find_leaks(person.secrets, texts)
         assert not leaks, "secrets leaked:\n" + "\n".join(leaks)

@@ -21,7 +21,6 @@ Usage::
 from __future__ import annotations
 
 import shutil
-import socket
 import ssl
 import sys
 import tempfile
@@ -96,7 +95,7 @@ class LoopbackServer(ThreadingHTTPServer):
     def tls_context(self) -> ssl.SSLContext | None:
         return None
 
-    def finish_request(self, request: socket.socket, client_address: Any) -> None:
+    def finish_request(self, request: Any, client_address: Any) -> None:
         context = self.tls_context()
         if context is None:
             return super().finish_request(request, client_address)
@@ -107,7 +106,9 @@ class LoopbackServer(ThreadingHTTPServer):
         except (ssl.SSLError, OSError):
             return None
         try:
-            self.RequestHandlerClass(tls, client_address, self)
+            # typeshed types the handler's server argument as Self, which a subclass
+            # method cannot name; it is this server.
+            self.RequestHandlerClass(tls, client_address, self)  # type: ignore[arg-type]
         finally:
             try:
                 tls.close()

@@ -13,6 +13,9 @@ Switches (plain attributes, change them any time)::
     fake.force_status = None | "BAD_OTP" | "REPLAYED_OTP" | "BACKEND_ERROR" | ...
     fake.bad_signature = True      # answers carry a wrong h
     fake.wrong_echo = True         # answers echo another nonce (a replayed response)
+    fake.omit_nonce = True         # answers echo no nonce at all (signed with the key)
+    fake.forge_unsigned = "BAD_OTP"  # every answer is this status, signed with the empty
+                                     # key as ykval's early errors are (anyone can forge it)
     fake.delay = 2.5               # seconds before answering (slow)
     fake.down = True               # close every connection without an answer
     fake.http_status = 503         # answer this HTTP status with an empty body
@@ -185,6 +188,8 @@ class FakeYubiCloud:
         self.force_status: str | None = None
         self.bad_signature = False
         self.wrong_echo = False
+        self.omit_nonce = False
+        self.forge_unsigned: str | None = None
         self.delay = 0.0
         self.down = False
         self.http_status: int | None = None
@@ -239,6 +244,8 @@ class FakeYubiCloud:
         if otp and all(c in DVORAK for c in otp):
             otp = otp.translate(_FROM_DVORAK)
         nonce = params.get("nonce")
+        if self.forge_unsigned is not None:
+            return self._reply(self.forge_unsigned, b"")
         # 2-6. Parameter checks, answered before the client is known: empty-key signed.
         if nonce is None:
             return self._reply("MISSING_PARAMETER", b"")
@@ -297,6 +304,8 @@ class FakeYubiCloud:
         fields = {"t": now.strftime("%Y-%m-%dT%H:%M:%SZ0") + f"{now.microsecond // 1000:03d}", **(extra or {})}
         if self.wrong_echo and "nonce" in fields:
             fields["nonce"] = "x" * 25
+        if self.omit_nonce:
+            fields.pop("nonce", None)
         fields["status"] = status
         h = sign(fields, key)
         if self.bad_signature:

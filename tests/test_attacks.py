@@ -21,13 +21,6 @@ BURST = 50
 PROCESSES = 8
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'attack.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def settings(database, tmp_path) -> dict[str, Any]:
     return {

@@ -43,8 +43,8 @@ def enroll(user: str, config) -> tuple[pyotp.TOTP, str]:
         lines.append(line)
         if line.startswith("URI:"):
             break
-    secret = next(l.split()[1] for l in lines if l.startswith("Secret:"))
-    uri = next(l.split()[1] for l in lines if l.startswith("URI:"))
+    secret = next(line.split()[1] for line in lines if line.startswith("Secret:"))
+    uri = next(line.split()[1] for line in lines if line.startswith("URI:"))
     assert uri.startswith("otpauth://totp/Example%20Co:") and pyotp.parse_uri(uri).secret == secret
     totp = pyotp.TOTP(secret)
     output, errors = process.communicate(totp.now() + "\n", timeout=60)
@@ -99,6 +99,20 @@ def test_errors_are_one_line_without_traceback(config):
     assert "digits: Input should be 6 or 8" in result.output and "Traceback" not in result.output
     missing = runner.invoke(app, ["--config", str(config.parent / "nope.toml"), "modules"])
     assert missing.exit_code == 2 and "config file not found" in missing.output
+
+
+def test_enroll_picks_the_only_enabled_module_and_otherwise_asks(config):
+    config.write_text(config.read_text() + '[modules.yubikey]\nclients = true\nclient_id = "1"\n'
+                      'secret_key = "AAECAwQFBgcICQoLDA0ODxAREhM="\n')
+    several = secmod("enroll", "carol@example.com")
+    assert several.exit_code == 1
+    assert "several modules are enabled for clients; choose one with --module: totp, yubikey" in several.output
+    config.write_text(config.read_text().replace('issuer = "Example Co"', 'issuer = "Example Co"\nclients = false'))
+    only = secmod("enroll", "carol@example.com", input="000000\n")
+    assert "Touch your YubiKey" in only.output  # the only module left for clients, no flag needed
+    config.write_text(config.read_text().replace("[modules.yubikey]\nclients = true", "[modules.yubikey]\nclients = false"))
+    none = secmod("enroll", "carol@example.com")
+    assert none.exit_code == 1 and "no module is enabled for clients" in none.output
 
 
 def test_a_lost_key_file_stops_every_command_with_one_line(config):

@@ -48,13 +48,6 @@ def race(settings: dict, now: float, method: str, answer: dict) -> Counter:
     return outcomes
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'race.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def shared(database, tmp_path, fake_clock):
     settings = {"database_url": database, "sealing": {"key_file": str(tmp_path / "race.keys")}}

@@ -23,7 +23,10 @@ def alembic_config(engine: Engine | None = None) -> Config:
 
 
 def head() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+    current = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if current is None:
+        raise RuntimeError("secmod's migrations have no head revision")
+    return current
 
 
 def current(engine: Engine) -> str | None:

@@ -76,7 +76,7 @@ def serve(config: str | Path | None = None, *, host: str | None = None, port: in
         print(f"listening on {listening}")
     if not settings.web.api_token:
         print("JSON API off: set [web] api_token to turn /api/v1 on")
-    config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level="info")
+    server_config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level="info")
     # uvicorn sets its loggers up in Config(); the filter goes on after that.
     logging.getLogger("uvicorn.access").addFilter(HideQueryStrings())
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config).run()

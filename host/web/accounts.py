@@ -14,7 +14,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
@@ -32,7 +32,7 @@ _web_registry = registry()
 
 
 class _WebTable(SQLModel, registry=_web_registry):
-    pass
+    __table__: ClassVar[sa.Table]  # set by SQLAlchemy; declared for type checkers
 
 
 class Account(_WebTable, table=True):
@@ -242,7 +242,9 @@ class SessionStore:
         now = self.clock()
         with self.engine.begin() as conn:
             conn.execute(table.delete().where(table.c.expires_at <= now))
-            for old in {session.rotated_from, session.token if session.ended else None} - {None}:
+            for old in {session.rotated_from, session.token if session.ended else None}:
+                if old is None:
+                    continue
                 conn.execute(table.delete().where(table.c.token_hash == _hash(old)))
             if session.ended:
                 return None

@@ -24,7 +24,7 @@ from secmod.settings import ConfigError, describe_validation_error, load_setting
 
 from .app import client_context, flash, render, require_csrf, web_of
 from .config_form import describe_inputs, read_form, write_config
-from .pages import ADMIN, DUO_CALLBACK, admin_account
+from .pages import ADMIN, admin_account
 
 __all__ = ["router"]
 
@@ -124,7 +124,7 @@ def _module_page(request: Request, account: Any, name: str, *, error: str = "", 
             for item in inputs
         ]
     status = {key: (key in form) if form is not None else getattr(current, key) for key in ("clients", "admins")}
-    redirect_url = host.settings.web.base_url.rstrip("/") + DUO_CALLBACK
+    redirect_url = host.callback_url(module.name)
     return _page(request, "admin/module.html", account, module=module, inputs=inputs, status=status,
                  error=error, status_code=status_code, redirect_url=redirect_url)
 

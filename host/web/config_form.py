@@ -86,7 +86,7 @@ def describe_inputs(model: type[ModuleSettings], current: ModuleSettings) -> lis
             continue
         annotation, optional = _unwrap_optional(info.annotation)
         value = getattr(current, name)
-        common = {"name": name, "label": info.title or _label(name), "help": info.description or "", "optional": optional}
+        common: dict[str, Any] = {"name": name, "label": info.title or _label(name), "help": info.description or "", "optional": optional}
         kind = _kind(annotation)
         if kind == "secret":
             inputs.append(SettingInput(kind=kind, is_set=value is not None and value.get_secret_value() != "", **common))

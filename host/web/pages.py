@@ -4,7 +4,10 @@ The two areas run the same flow with their own audience and URLs (WHMCS keeps cl
 administrators apart). The session keeps one slot per audience::
 
     {"account_id": 7, "stage": "second_factor" | "must_set_up" | "in", "remember": bool,
-     "challenge_id": ..., "fields": [...], "setup_id": ...}
+     "challenge_id": ..., "fields": [...], "redirect_module": "duo" | None, "setup_id": ...}
+
+``redirect_module`` is set while a challenge waits for the browser to come back from a
+redirecting module; only then does ``/login/{module}/callback`` judge anything.
 
 Only ``stage == "in"`` is logged in; ``must_set_up`` is logged in but sent to the security
 page until a second factor is enrolled (WHMCS's forced enrolment).
@@ -19,6 +22,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 from secmod.hookspecs import Audience, messages
 from secmod.host import (
+    CALLBACK_PATH,
     ChallengeStarted,
     Enrolled,
     LoginStep,
@@ -37,7 +41,6 @@ from .app import Redirect, client_context, flash, render, require_csrf, session_
 
 router = APIRouter(dependencies=[Depends(require_csrf)], include_in_schema=False)
 
-DUO_CALLBACK = "/login/duo/callback"
 LOGIN_FAILED = "Login Details Incorrect. Please try again."
 MIN_PASSWORD_LENGTH = 8
 
@@ -80,6 +83,14 @@ def _slot(request: Request, area: Area) -> dict[str, Any] | None:
     return session_of(request).get(area.slot)
 
 
+def _own_slot(request: Request, area: Area) -> dict[str, Any]:
+    """The slot of a person this request already showed to be here; else back to login."""
+    slot = _slot(request, area)
+    if slot is None:
+        raise Redirect(area.login)
+    return slot
+
+
 def _set_slot(request: Request, area: Area, slot: dict[str, Any] | None) -> None:
     if slot is None:
         session_of(request).pop(area.slot)
@@ -99,7 +110,7 @@ def signed_in(request: Request, area: Area, *, setup_allowed: bool = False) -> A
     account = _account(request, area, "in", "must_set_up")
     if account is None:
         raise Redirect(area.login)
-    if _slot(request, area)["stage"] == "must_set_up" and not setup_allowed:
+    if _own_slot(request, area)["stage"] == "must_set_up" and not setup_allowed:
         raise Redirect(area.security)
     return account
 
@@ -264,8 +275,10 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
     if isinstance(started, VerifyResult):  # the provider is down and the operator chose fail open
         return _finish_login(request, area, slot)
     if started is not None:
+        redirect_module = started.module if started.prompt.redirect_url else None
         _set_slot(request, area, {**slot, "challenge_id": started.challenge_id,
-                                  "fields": [field.name for field in started.prompt.fields]})
+                                  "fields": [field.name for field in started.prompt.fields],
+                                  "redirect_module": redirect_module})
         if started.prompt.redirect_url and result is None:
             return RedirectResponse(started.prompt.redirect_url, status_code=303)
     return _page(
@@ -310,18 +323,24 @@ def _second_factor_answer(request: Request, area: Area) -> Response:
     return _judge(request, area, {name: str(form.get(name, "")) for name in slot.get("fields", [])})
 
 
-@router.get(DUO_CALLBACK)
-def duo_callback(request: Request) -> Response:
-    """Where Duo sends the browser back (``{base_url}/login/duo/callback``), for either area.
+@router.get(CALLBACK_PATH)
+def module_callback(request: Request, module: str) -> Response:
+    """Where a redirecting module sends the browser back, for either area.
 
-    The query (``duo_code``, ``state``, or Duo's ``error``) is the answer; the challenge it
-    belongs to is the one kept in this browser's session.
+    The whole query is the answer, for the module to read; the challenge it belongs to
+    is the one kept in this browser's session. Only a login waiting for this module's
+    redirect is judged: any other visit (a cross-site link, a second tab, a stale
+    bookmark) is ignored and never counted against the person.
     """
-    query = request.query_params
-    answer = {key: query[key] for key in ("duo_code", "state", "error", "error_description") if key in query}
+    answer = {key: value for key, value in request.query_params.items()}
     for area in (CLIENT, ADMIN):
-        if _account(request, area, "second_factor") is not None and _slot(request, area).get("challenge_id"):
+        slot = _slot(request, area) or {}
+        if (_account(request, area, "second_factor") is not None and slot.get("challenge_id")
+                and slot.get("redirect_module") == module):
             return _judge(request, area, answer)
+    for area in (CLIENT, ADMIN):
+        if _account(request, area, "second_factor") is not None:
+            raise Redirect(f"{area.prefix}/login/2fa")
     raise Redirect(CLIENT.login)
 
 
@@ -385,7 +404,7 @@ def _security_page(request: Request, area: Area, *, error: str = "", status_code
     status = host.status(user)
     module = host.modules.get(status.module) if status else None
     forced = ""
-    if _slot(request, area).get("stage") == "must_set_up":
+    if _own_slot(request, area).get("stage") == "must_set_up":
         forced = messages.FORCED_ADMIN if area.is_admin else messages.FORCED_CLIENT
     return _page(
         request, area, "security.html", status_code=status_code, status=status, choices=choices, error=error, forced=forced,
@@ -399,7 +418,7 @@ def _setup_page(request: Request, area: Area, step: Any, *, status_code: int = 2
 
 
 def _enrolled_page(request: Request, area: Area, enrolled: Enrolled) -> Response:
-    slot = _slot(request, area)
+    slot = _own_slot(request, area)
     if slot.get("stage") == "must_set_up":
         # A forced user who just proved a second factor: fully in, remember me honoured now.
         _finish_login(request, area, slot)
@@ -419,13 +438,13 @@ def _begin_setup(request: Request, area: Area) -> Response:
         return _security_page(request, area, error=str(error), status_code=503)
     if isinstance(step, Enrolled):
         return _enrolled_page(request, area, step)
-    _set_slot(request, area, {**_slot(request, area), "setup_id": step.setup_id})
+    _set_slot(request, area, {**_own_slot(request, area), "setup_id": step.setup_id})
     return _setup_page(request, area, step)
 
 
 def _confirm_setup(request: Request, area: Area) -> Response:
     account = signed_in(request, area, setup_allowed=True)
-    slot = _slot(request, area)
+    slot = _own_slot(request, area)
     form = request.state.form
     setup_id = slot.get("setup_id")
     if not setup_id:

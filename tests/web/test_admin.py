@@ -216,3 +216,12 @@ def test_a_forced_admin_sees_only_their_own_setup(admin: Any, web: Any) -> None:
     assert "Your administrator has enforced that you must enable Two-Factor Authentication" in text(page)
     for path in ("/admin/2fa", "/admin/users", "/admin/audit"):
         assert admin.get(path, follow_redirects=False).headers["location"] == "/admin/account/security"
+
+
+def test_a_redirecting_modules_page_shows_the_callback_the_host_builds(admin: Any, web: Any) -> None:
+    web.config_file.write_text(web.config_file.read_text().replace(
+        "[web]\n", '[web]\nbase_url = "https://portal.example.com/"\n'))
+    web.reload()
+    page = admin.get("/admin/2fa/duo").text
+    assert 'id="redirect-url">https://portal.example.com/login/duo/callback<' in page
+    assert web.host.callback_url("duo") == "https://portal.example.com/login/duo/callback"

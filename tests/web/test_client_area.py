@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from secmod.hookspecs import messages
 
 from .conftest import (
@@ -72,9 +74,9 @@ def test_clock_skew_is_explained_in_plain_words(client: Any, fake_clock: Any) ->
     secret, _ = enable_totp(client, fake_clock)
     log_out(client)
     log_in(client)
-    page = post(client, "/login/2fa", {"code": totp_code(secret, fake_clock, offset=180)}, page="/login/2fa")
+    page = post(client, "/login/2fa", {"code": totp_code(secret, fake_clock, offset=-180)}, page="/login/2fa")
     assert "Your device's clock appears to be about 3 min" in text(page)
-    assert "ahead of the server" in page.text
+    assert "behind the server" in page.text
 
 
 def test_backup_code_logs_in_once_and_shows_a_new_one(client: Any, fake_clock: Any) -> None:
@@ -130,6 +132,27 @@ def test_forced_client_is_sent_to_setup_before_anything_else(client: Any, web: A
     assert client.get("/clientarea", follow_redirects=False).headers["location"] == "/account/security"
     enable_totp(client, fake_clock)
     assert client.get("/clientarea").url.path == "/clientarea"
+
+
+@pytest.mark.parametrize("module", ["duo", "totp", "nosuchmodule"])
+def test_a_cross_site_callback_link_mid_login_burns_no_attempt(
+    client: Any, web: Any, fake_clock: Any, module: str
+) -> None:
+    """Attack: a TOTP user is at the code page; a link elsewhere makes their browser open
+    a module callback. Nothing is judged, nothing counted, the login goes on."""
+    sign_up(client)
+    enable_totp(client, fake_clock)
+    log_out(client)
+    assert log_in(client).url.path == "/login/2fa"
+    [ada] = web.accounts.list("client")
+    before = len(web.host.audit_events(user=ada.as_user(), limit=1000))
+    for _ in range(6):
+        landed = client.get(f"/login/{module}/callback", params={"duo_code": "x", "state": "y", "code": "000000"},
+                            follow_redirects=False)
+        assert (landed.status_code, landed.headers["location"]) == (303, "/login/2fa")
+    assert len(web.host.audit_events(user=ada.as_user(), limit=1000)) == before
+    wrong = post(client, "/login/2fa", {"code": "000000"}, page="/login/2fa")
+    assert "You have 4 attempts remaining" in text(wrong)
 
 
 def test_duo_callback_without_a_pending_login_goes_to_the_login_page(client: Any) -> None:

@@ -10,6 +10,11 @@ signature, issuer, audience, expiry, username and nonce of the id_token) and req
 
 WHMCS 8.12 trusts the state round-trip alone; this module does not.
 
+The browser comes back to ``ChallengeRequest.callback_url`` (the host's
+``/login/duo/callback``) unless the operator sets ``redirect_url``. When Duo cannot be
+reached the hooks raise :class:`~secmod.hookspecs.ProviderUnavailable`, and the host
+applies the operator's ``fail_mode`` for this module.
+
 Module state, sealed by the host: ``username``, the name Duo knows the person by,
 fixed at enrolment so that changing an email later cannot point an existing enrolment
 at somebody else's Duo account.
@@ -17,15 +22,12 @@ at somebody else's Duo account.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import hmac
 import ipaddress
 import logging
 import re
 import secrets
-import threading
-from collections.abc import Iterator
+import types
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,10 +46,12 @@ from secmod.hookspecs import (
     ActivateRequest,
     Challenge,
     ChallengeRequest,
+    LogRedaction,
     ModuleError,
     ModuleInfo,
     ModuleSettings,
     Prompt,
+    ProviderUnavailable,
     Rejected,
     SetupComplete,
     SetupRequest,
@@ -58,7 +62,7 @@ from secmod.hookspecs import (
     messages,
 )
 
-__all__ = ["DuoSettings", "http_timeout"]
+__all__ = ["DuoClient", "DuoSettings"]
 
 log = logging.getLogger("secmod.duo")
 
@@ -67,10 +71,9 @@ CHALLENGE_SECONDS = 300
 CLIENT_ID_LENGTH = 20
 CLIENT_SECRET_LENGTH = 40
 REDIRECT_NOTICE = "You are being sent to Duo Security to approve this login."
-FAIL_OPEN_NOTICE = (
-    "Duo Security cannot be reached right now. Your administrator allows logging in "
-    "without it while Duo is down; continue to log in."
-)
+# duo_universal sends the token exchange's parameters (the one-time duo_code and the
+# signed client assertion) in the URL, and urllib3 logs request URLs at DEBUG.
+TOKEN_QUERY = LogRedaction(pattern=r"(?<=/oauth/v1/token\?)[^\s\"']+")
 
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 _ERROR_CODE = re.compile(r"^[a-z0-9_]{1,40}$")
@@ -96,11 +99,10 @@ class DuoSettings(ModuleSettings):
                                             description="The Client Secret of that application (40 characters).")
     api_hostname: str = SettingField("", title="API Hostname",
                                      description="e.g. api-XXXXXXXX.duosecurity.com, without https:// or a path.")
-    redirect_url: str = SettingField("", title="Redirect URL",
-                                     description="Where Duo sends the browser back: {web.base_url}/login/duo/callback.")
-    fail_mode: Literal["closed", "open"] = SettingField(
-        "closed", title="Fail mode",
-        description="closed: when Duo is unreachable only a backup code gets in. open: let the person in, audited.")
+    redirect_url: str = SettingField(
+        "", title="Redirect URL",
+        description="Leave empty: the host sends Duo its own callback, [web] base_url + /login/duo/callback. "
+                    "Set it only when Duo must send the browser somewhere else.")
     username: Literal["email", "id"] = SettingField(
         "email", title="Duo username", description="What Duo knows the person by: their email (as WHMCS) or id.")
     http_timeout: float = SettingField(10.0, gt=0, le=60, title="HTTP timeout (seconds)")
@@ -186,7 +188,6 @@ class DuoSettings(ModuleSettings):
                 ("client_id (Client ID)", self.client_id),
                 ("client_secret (Client Secret)", self.client_secret.get_secret_value()),
                 ("api_hostname (API Hostname)", self.api_hostname),
-                ("redirect_url", self.redirect_url),
             ) if not present]
             if missing:
                 raise ValueError("the Duo module is enabled but these settings are empty: " + ", ".join(missing))
@@ -194,7 +195,7 @@ class DuoSettings(ModuleSettings):
 
     @property
     def configured(self) -> bool:
-        return bool(self.client_id and self.client_secret.get_secret_value() and self.api_hostname and self.redirect_url)
+        return bool(self.client_id and self.client_secret.get_secret_value() and self.api_hostname)
 
 
 def _is_loopback(hostname: str) -> bool:
@@ -206,94 +207,66 @@ def _is_loopback(hostname: str) -> bool:
         return False
 
 
-# -- outbound timeout ---------------------------------------------------------------
+# -- the client ---------------------------------------------------------------------
 #
 # duo_universal calls the module-level ``requests.post`` with no timeout, so a Duo that
 # accepts the connection and never answers would hold the login (and a worker) forever
-# (protocols.md §0.1). It offers no session or timeout argument, and
-# socket.setdefaulttimeout does not reach requests. So for the duration of *our* calls
-# only, the name ``requests`` inside ``duo_universal.client`` is pointed at a thin
-# stand-in whose ``post`` adds ``timeout=``; everything else is the real module.
-#
-# - The timeout is read from a ContextVar, so concurrent logins on other threads each
-#   get their own value, and a non-secmod caller of duo_universal running meanwhile
-#   (its context has no value) gets requests' behaviour unchanged.
-# - Installing and restoring are reference-counted under a lock, so overlapping calls
-#   cannot restore the stand-in "for good" or pull it from under each other; once the
-#   last call leaves, the library's global is exactly what it was.
-# - The hang test in tests/test_duo_module.py fails if a future duo_universal stops
-#   going through ``duo_universal.client.requests.post``.
-
-_timeout: contextvars.ContextVar[float | None] = contextvars.ContextVar("secmod_duo_http_timeout", default=None)
-_install_lock = threading.Lock()
-_installed = 0
-_saved: Any = None
+# (protocols.md §0.1), and it has no session or timeout argument. DuoClient runs the
+# library's own network methods, unchanged, with ``requests`` and ``jwt`` names of its
+# own: the library module is never touched, so other callers of duo_universal and
+# other threads see it exactly as it is. The hang tests fail if a future
+# duo_universal stops going through those names.
 
 
 class _RequestsWithTimeout:
-    """What ``duo_universal.client`` sees as ``requests`` while a secmod call runs."""
+    """``requests`` as one client's copies of the methods see it: every post bounded."""
 
-    def __init__(self, real: Any) -> None:
-        self._real = real
+    exceptions = requests.exceptions
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
 
-    def post(self, *args: Any, **kwargs: Any) -> Any:
-        seconds = _timeout.get()
-        if seconds is not None and kwargs.get("timeout") is None:
-            kwargs["timeout"] = seconds
-        return self._real.post(*args, **kwargs)
+    def post(self, url: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", self._seconds)
+        return requests.post(url, **kwargs)
 
 
-@contextlib.contextmanager
-def http_timeout(seconds: float) -> Iterator[None]:
-    """Bound every HTTP request duo_universal makes in this block to ``seconds``."""
-    global _installed, _saved
-    token = _timeout.set(seconds)
-    with _install_lock:
-        if _installed == 0:
-            _saved = _duo_client.requests
-            _duo_client.requests = _RequestsWithTimeout(_saved)
-        _installed += 1
-    try:
-        yield
-    finally:
-        with _install_lock:
-            _installed -= 1
-            if _installed == 0:
-                _duo_client.requests = _saved
-                _saved = None
-        _timeout.reset(token)
+class _JwtWithFullLengthKey:
+    """``jwt`` with the HMAC key zero-padded to the 64 bytes PyJWT expects for HS512.
+
+    Duo's client secrets are 40 characters, and PyJWT warns (InsecureKeyLengthWarning)
+    on every encode and decode, which breaks logins under ``-W error``. HMAC pads any
+    key shorter than the hash's block (128 bytes for SHA-512) with zero bytes (RFC 2104
+    §2), so the padded key signs and verifies exactly the same bytes. Unlike
+    ``warnings.catch_warnings``, this changes no process-wide state.
+    """
+
+    @staticmethod
+    def _key(key: str | bytes) -> bytes:
+        raw = key.encode() if isinstance(key, str) else key
+        return raw.ljust(64, b"\0")
+
+    def encode(self, payload: dict[str, Any], key: str | bytes, algorithm: str) -> str:
+        return jwt.encode(payload, self._key(key), algorithm=algorithm)
+
+    def decode(self, token: str, key: str | bytes, **kwargs: Any) -> Any:
+        return jwt.decode(token, self._key(key), **kwargs)
 
 
-# -- logging ------------------------------------------------------------------------
-#
-# duo_universal sends the token exchange's parameters in the URL, and urllib3 logs
-# every request URL at DEBUG: an operator debugging TLS would write the duo_code and
-# the signed client assertion to the log. This filter cuts the query string off those
-# URLs in urllib3's records; every other record passes unchanged.
-
-_TOKEN_PATH = "/oauth/v1/token?"
+_NETWORK_METHODS = ("health_check", "create_auth_url", "exchange_authorization_code_for_2fa_result")
 
 
-class _RedactTokenQuery(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple) and any(isinstance(a, str) and _TOKEN_PATH in a for a in record.args):
-            record.args = tuple(
-                a.split("?", 1)[0] + "?[redacted]" if isinstance(a, str) and _TOKEN_PATH in a else a
-                for a in record.args
-            )
-        return True
+class DuoClient(duo_universal.Client):
+    """``duo_universal.Client`` whose HTTP requests time out after ``timeout`` seconds
+    and whose JWTs raise no key-length warning; everything else is the library's."""
 
-
-def _install_log_redaction() -> None:
-    target = logging.getLogger("urllib3.connectionpool")
-    if not any(isinstance(f, _RedactTokenQuery) for f in target.filters):
-        target.addFilter(_RedactTokenQuery())
-
-
-_install_log_redaction()
+    def __init__(self, *args: Any, timeout: float, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        names = {**vars(_duo_client), "requests": _RequestsWithTimeout(timeout), "jwt": _JwtWithFullLengthKey()}
+        for name in _NETWORK_METHODS:
+            method = getattr(duo_universal.Client, name)
+            own = types.FunctionType(method.__code__, names, name, method.__defaults__, method.__closure__)
+            setattr(self, name, types.MethodType(own, self))
 
 
 # -- failures -----------------------------------------------------------------------
@@ -371,26 +344,32 @@ def _classify_body(body: dict[str, Any], host: str) -> _Failure:
     return _Failure("provider_error", "outage", f"{host} reported a problem: {detail}")
 
 
-def _refusal(failure: _Failure, settings: DuoSettings) -> Verdict:
+def _refusal(failure: _Failure) -> Verdict:
+    """A failure at verify: the person's (counted) or not; an outage is the host's call."""
     if failure.kind == "refused":
         return Rejected(reason=failure.reason)  # the host adds WHMCS's text and attempts left
-    if failure.kind == "outage" and settings.fail_mode == "open":
-        log.warning("Duo is unreachable (%s) and fail_mode is open: letting the person in", failure.reason)
-        return Accepted(reason="fail_open")
     log.warning("Duo login could not be checked: %s", failure.explain)
+    if failure.kind == "outage":
+        # The host refuses without counting, or lets the person in where the operator
+        # set fail_mode = "open" for this module.
+        raise ProviderUnavailable(messages.DUO_DISRUPTION, reason=failure.reason)
     message = messages.DUO_UNAVAILABLE if failure.kind == "config" else messages.DUO_DISRUPTION
     return Rejected(reason=failure.reason, message=message, counts=False)
 
 
 # -- helpers ------------------------------------------------------------------------
 
-def _client(settings: DuoSettings) -> duo_universal.Client:
+# The health check sends no redirect URL, but the client insists on having one.
+_UNUSED_REDIRECT = "https://localhost/health-check-only"
+
+
+def _client(settings: DuoSettings, redirect_url: str = "") -> DuoClient:
     if not settings.configured:
         raise ModuleError(messages.DUO_UNAVAILABLE, reason="not_configured")
     extra = {"duo_certs": settings.ca_file} if settings.ca_file else {}  # default: Duo's pinned CAs
-    return duo_universal.Client(
+    return DuoClient(
         settings.client_id, settings.client_secret.get_secret_value(), settings.api_hostname,
-        settings.redirect_url, **extra,
+        redirect_url or _UNUSED_REDIRECT, timeout=settings.http_timeout, **extra,
     )
 
 
@@ -406,9 +385,7 @@ def _duo_username(settings: DuoSettings, user: User) -> str:
 
 def _health_check(settings: DuoSettings) -> _Failure | None:
     try:
-        client = _client(settings)
-        with http_timeout(settings.http_timeout):
-            client.health_check()
+        _client(settings).health_check()
     except ModuleError:
         raise
     except Exception as error:  # DuoException, and whatever escapes it unwrapped
@@ -430,6 +407,7 @@ def configure() -> ModuleInfo:
         ),
         settings_model=DuoSettings,
         redirects=True,
+        log_redactions=(TOKEN_QUERY,),
     )
 
 
@@ -438,7 +416,7 @@ def activate(request: ActivateRequest) -> Activation:
     settings: DuoSettings = request.settings  # type: ignore[assignment]
     if not settings.configured:
         raise ModuleError(
-            "not configured: set client_id, client_secret, api_hostname and redirect_url in [modules.duo]",
+            "not configured: set client_id, client_secret and api_hostname in [modules.duo]",
             reason="not_configured",
         )
     failure = _health_check(settings)
@@ -459,27 +437,26 @@ def setup_user(request: SetupRequest) -> SetupComplete:
 def challenge(request: ChallengeRequest) -> Challenge:
     settings: DuoSettings = request.settings  # type: ignore[assignment]
     username = str(request.state.get("username") or _duo_username(settings, request.user))
+    redirect_url = settings.redirect_url or request.callback_url
+    if not redirect_url:
+        raise ModuleError(messages.DUO_UNAVAILABLE, reason="no_callback_url")
     failure = _health_check(settings)
     if failure is not None:
-        if failure.kind == "outage" and settings.fail_mode == "open":
-            # No prompt to send the person to. verify() lets them in only if Duo is
-            # still down then; the decision is bound to this challenge by the host.
-            log.warning("Duo health check failed (%s); fail_mode is open", failure.reason)
-            return Challenge(
-                prompt=Prompt(message=FAIL_OPEN_NOTICE),
-                pending={"fail_open": True, "username": username, "issued_at": request.now},
-                expires_in=CHALLENGE_SECONDS,
-            )
         log.warning("Duo health check failed: %s", failure.explain)
+        if failure.kind == "outage":
+            # No prompt to send the person to; the host applies this module's fail_mode.
+            raise ProviderUnavailable(messages.DUO_DISRUPTION, reason=failure.reason)
         message = messages.DUO_UNAVAILABLE if failure.kind == "config" else messages.DUO_DISRUPTION
         raise ModuleError(message, reason=failure.reason)
-    client = _client(settings)
+    client = _client(settings, redirect_url)
     state = client.generate_state()  # 36 characters; Duo accepts 16..1024
     nonce = secrets.token_urlsafe(32)  # 43 characters; Duo accepts 17..1023
     url = client.create_auth_url(username, state, nonce)
     return Challenge(
         prompt=Prompt(message=REDIRECT_NOTICE, redirect_url=url),
-        pending={"state": state, "nonce": nonce, "username": username, "issued_at": request.now},
+        # The token exchange must name the same redirect URL as the prompt did.
+        pending={"state": state, "nonce": nonce, "username": username, "issued_at": request.now,
+                 "redirect_url": redirect_url},
         expires_in=CHALLENGE_SECONDS,
     )
 
@@ -489,6 +466,8 @@ def verify(request: VerifyRequest) -> Verdict:
     settings: DuoSettings = request.settings  # type: ignore[assignment]
     try:
         return _verify(settings, request)
+    except ProviderUnavailable:
+        raise
     except ModuleError as error:
         return Rejected(reason=error.reason, message=error.message, counts=False)
     except Exception as error:
@@ -503,18 +482,18 @@ def _verify(settings: DuoSettings, request: VerifyRequest) -> Verdict:
     pending = request.pending
     if pending is None:
         # No challenge for this answer: expired, already used (a replayed state), or
-        # started by somebody else (the host binds pending data to the person).
-        return Rejected(reason="no_challenge")
+        # started by somebody else (the host binds pending data to the person). Nothing
+        # was judged and nothing can be accepted this way, so it costs the person nothing:
+        # a cross-site link to the callback must not burn their attempts.
+        return Rejected(reason="no_challenge", counts=False)
     if request.now - float(pending.get("issued_at", 0)) > CHALLENGE_SECONDS:
         return Rejected(reason="expired")
-    if pending.get("fail_open"):
-        return _verify_fail_open(settings)
     answer = request.answer
-    error = answer.get("error")
-    if error:
+    duo_error = answer.get("error")
+    if duo_error:
         # Duo's redirect carries error= when the prompt could not finish (the person
         # cancelled, a policy refused). Only a short code goes to the audit.
-        code = error if _ERROR_CODE.match(error) else "other"
+        code = duo_error if _ERROR_CODE.match(duo_error) else "other"
         return Rejected(reason=f"duo_error:{code}")
     state = answer.get("state") or ""
     duo_code = answer.get("duo_code") or ""
@@ -522,27 +501,15 @@ def _verify(settings: DuoSettings, request: VerifyRequest) -> Verdict:
         return Rejected(reason="malformed")
     if not hmac.compare_digest(state.encode(), str(pending["state"]).encode()):
         return Rejected(reason="state_mismatch")
-    client = _client(settings)
+    client = _client(settings, str(pending.get("redirect_url") or settings.redirect_url))
     try:
-        with http_timeout(settings.http_timeout):
-            claims = client.exchange_authorization_code_for_2fa_result(
-                duo_code, str(pending["username"]), nonce=str(pending["nonce"])
-            )
+        claims = client.exchange_authorization_code_for_2fa_result(
+            duo_code, str(pending["username"]), nonce=str(pending["nonce"])
+        )
     except Exception as error:  # DuoException, and json.JSONDecodeError unwrapped
-        return _refusal(_classify(error, settings), settings)
+        return _refusal(_classify(error, settings))
     result = claims.get("auth_result")
     # duo_universal returns a correctly signed "deny" as if it were a success.
     if not isinstance(result, dict) or result.get("status") != "allow":
         return Rejected(reason="deny")
     return Accepted(reason="ok")
-
-
-def _verify_fail_open(settings: DuoSettings) -> Verdict:
-    if settings.fail_mode != "open":  # switched back to closed since the challenge
-        return Rejected(reason="unavailable", message=messages.DUO_DISRUPTION, counts=False)
-    failure = _health_check(settings)
-    if failure is None:
-        # Duo is back: the person must go through it after all.
-        return Rejected(reason="duo_recovered", message="Duo Security is available again. Please log in again.",
-                        counts=False)
-    return _refusal(failure, settings)

@@ -27,7 +27,7 @@ def test_good_settings_load_and_hide_the_secret():
     settings = DuoSettings(**GOOD, clients=True)
     assert settings.client_secret.get_secret_value() == GOOD["client_secret"]
     assert GOOD["client_secret"] not in repr(settings)
-    assert settings.fail_mode == "closed" and settings.username == "email" and settings.http_timeout == 10
+    assert settings.username == "email" and settings.http_timeout == 10
 
 
 def test_pasted_whitespace_is_trimmed():
@@ -38,6 +38,12 @@ def test_pasted_whitespace_is_trimmed():
 
 def test_an_installed_but_unused_module_needs_no_settings():
     assert not DuoSettings().configured
+
+
+def test_the_redirect_url_is_an_optional_override():
+    """The host builds the callback from [web] base_url; redirect_url is only an override."""
+    settings = DuoSettings(**{**GOOD, "redirect_url": ""}, clients=True)
+    assert settings.configured and settings.redirect_url == ""
 
 
 def test_enabled_without_credentials_names_what_is_missing():

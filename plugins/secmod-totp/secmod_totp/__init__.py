@@ -8,6 +8,7 @@ steps the person's device runs ahead, negative when behind).
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import re
 from datetime import UTC, datetime
@@ -40,10 +41,16 @@ from secmod.hookspecs import (
     messages,
 )
 
-__all__ = ["TotpSettings", "describe_skew", "find_step"]
+__all__ = ["RESYNC_CODES_TOO_OLD", "TotpSettings", "describe_skew", "find_step", "find_step_below"]
 
 _DIGESTS = {"SHA1": hashlib.sha1, "SHA256": hashlib.sha256, "SHA512": hashlib.sha512}
 _SPACES = re.compile(r"[\s\-]")
+
+RESYNC_CODES_TOO_OLD = (
+    "These two codes are older than the last code accepted for your account, and each code "
+    "works only once. Your device's clock is behind: set it to take its time from the network, "
+    "or wait about {wait} until it shows newer codes, then enter two consecutive codes again."
+)
 
 
 class TotpSettings(ModuleSettings):
@@ -61,8 +68,29 @@ class TotpSettings(ModuleSettings):
     resync_search_minutes: int = SettingField(24 * 60, ge=1, le=7 * 24 * 60)
 
 
-def _totp(settings: TotpSettings, secret: str) -> pyotp.TOTP:
-    return pyotp.TOTP(secret, digits=settings.digits, digest=_DIGESTS[settings.algorithm], interval=settings.period)
+class _Totp(pyotp.TOTP):
+    """pyotp's TOTP with the secret decoded once.
+
+    pyotp decodes the base32 secret for every code it computes; the skew and resync
+    searches compute dozens to thousands of steps per request (see ``make bench``).
+    """
+
+    _key: bytes | None = None
+
+    def byte_secret(self) -> bytes:
+        if self._key is None:
+            self._key = super().byte_secret()  # pyotp's own checks of the secret, once
+        return self._key
+
+    def code_at_step(self, step: int) -> str:
+        return self.generate_otp(step)
+
+    def matches(self, code: str, step: int) -> bool:
+        return step >= 0 and hmac.compare_digest(self.generate_otp(step), code)
+
+
+def _totp(settings: TotpSettings, secret: str) -> _Totp:
+    return _Totp(secret, digits=settings.digits, digest=_DIGESTS[settings.algorithm], interval=settings.period)
 
 
 def _clean(answer: object, digits: int) -> str | None:
@@ -71,37 +99,61 @@ def _clean(answer: object, digits: int) -> str | None:
     return code if len(code) == digits and code.isascii() and code.isdigit() else None
 
 
-def find_step(totp: pyotp.TOTP, code: str, center: int, radius: int) -> int | None:
+def find_step(totp: _Totp, code: str, center: int, radius: int) -> int | None:
     """The time step within ``center ± radius`` whose code is ``code``, nearest first."""
-    radius = min(radius, center)  # pyotp refuses steps before the epoch
-    if radius < 0:
-        return None
-    try:
-        return totp.verify_and_get_timecode(code, for_time=center * totp.interval, valid_window=radius)
-    except pyotp.exceptions.OTPVerificationError:
-        return None
+    for distance in range(radius + 1):
+        for step in (center - distance, center + distance) if distance else (center,):
+            if totp.matches(code, step):
+                return step
+    return None
+
+
+def find_step_below(totp: _Totp, code: str, ceiling: int, floor: int) -> int | None:
+    """The step in ``[floor, ceiling)`` whose code is ``code``, latest first."""
+    for step in range(ceiling - 1, max(floor, 0) - 1, -1):
+        if totp.matches(code, step):
+            return step
+    return None
 
 
 def describe_skew(offset_seconds: int, now: float) -> str:
     """Plain words for a device clock that is ``offset_seconds`` ahead (negative: behind)."""
     server = datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    amount = abs(offset_seconds)
-    minutes, seconds = divmod(amount, 60)
-    size = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
     direction = "ahead of" if offset_seconds > 0 else "behind"
     return (
-        f"Your device's clock appears to be about {size} {direction} the server's. "
-        f"The server time is {server}. Set your device to take its time from the network, "
+        f"Your device's clock appears to be about {_duration(abs(offset_seconds))} {direction} the "
+        f"server's. The server time is {server}. Set your device to take its time from the network, "
         "then try again with a new code."
     )
 
 
-def _diagnose(settings: TotpSettings, totp: pyotp.TOTP, code: str, current: int, now: float) -> str:
-    radius = settings.skew_search_minutes * 60 // settings.period
-    step = find_step(totp, code, current, radius)
+def _duration(seconds: int) -> str:
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+def _skew_radius(settings: TotpSettings) -> int:
+    return settings.skew_search_minutes * 60 // settings.period
+
+
+def _diagnose_setup(settings: TotpSettings, totp: _Totp, code: str, current: int, now: float) -> str:
+    # At enrolment the secret is on the enrolling person's own screen: nobody is
+    # guessing, so both directions are searched and a fast clock is named too.
+    step = find_step(totp, code, current, _skew_radius(settings))
     if step is None or abs(step - current) <= settings.window:
         return ""
     return describe_skew((step - current) * settings.period, now)
+
+
+def _diagnose_login(
+    settings: TotpSettings, totp: _Totp, code: str, current: int, lowest_acceptable: int, now: float
+) -> str:
+    # Only steps below everything verify accepts now (README, "The clock-skew
+    # diagnosis"): the next accepted code moves last_step above them, so a guess that
+    # matched one can never log in. A code of a later step gets no word at all, since
+    # it would be accepted when its time comes.
+    step = find_step_below(totp, code, lowest_acceptable, current - _skew_radius(settings))
+    return "" if step is None else describe_skew((step - current) * settings.period, now)
 
 
 @hookimpl
@@ -149,7 +201,7 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
     code = _clean(request.answer.get("code"), settings.digits)
     step = find_step(totp, code, current, settings.window) if code else None
     if step is None:
-        detail = _diagnose(settings, totp, code, current, request.now) if code else ""
+        detail = _diagnose_setup(settings, totp, code, current, request.now) if code else ""
         raise ModuleError(messages.TOTP_SETUP_MISMATCH, reason="wrong_code", detail=detail)
     # The setup code counts as used, as in WHMCS: it cannot log anybody in afterwards.
     return SetupComplete(state={"secret": secret, "last_step": step, "drift": step - current})
@@ -178,7 +230,8 @@ def verify(request: VerifyRequest) -> Verdict:
     drift = int(state.get("drift", 0))
     step = find_step(totp, code, current + drift, settings.window)
     if step is None:
-        return Rejected(reason="wrong_code", detail=_diagnose(settings, totp, code, current, request.now))
+        lowest = current + drift - settings.window
+        return Rejected(reason="wrong_code", detail=_diagnose_login(settings, totp, code, current, lowest, request.now))
     if step <= int(state.get("last_step", -1)):
         return Rejected(reason="replayed")
     max_drift = settings.max_drift_minutes * 60 // settings.period
@@ -188,7 +241,13 @@ def verify(request: VerifyRequest) -> Verdict:
 
 @hookimpl
 def recover(request: RecoverRequest) -> Verdict | None:
-    """``resync``: two consecutive codes (``code`` then ``next_code``) from a drifted device."""
+    """``resync``: two consecutive codes (``code`` then ``next_code``) from a drifted device.
+
+    The device may be behind or ahead by up to ``resync_search_minutes``; both codes
+    must be newer than the last accepted one (a code is accepted once). Two right codes
+    that are older get their own reason and say so, without counting as a failure:
+    only the device's holder can type them.
+    """
     if request.method != "resync":
         return None
     settings: TotpSettings = request.settings  # type: ignore[assignment]
@@ -200,10 +259,17 @@ def recover(request: RecoverRequest) -> Verdict | None:
     current = int(request.now // settings.period)
     radius = settings.resync_search_minutes * 60 // settings.period
     last = int(request.state.get("last_step", -1))
+    used_pair: int | None = None
     # Every step in range whose code is `first`, nearest first; the next must be `second`.
     for distance in range(radius + 1):
-        for step in {current - distance, current + distance}:
-            if step + 1 > last and step >= 0 and totp.at(step * settings.period) == first:
-                if totp.at((step + 1) * settings.period) == second:
-                    return Accepted(state={**request.state, "last_step": step + 1, "drift": step + 1 - current}, reason="resync")
+        for step in (current - distance, current + distance) if distance else (current,):
+            if totp.matches(first, step) and totp.matches(second, step + 1):
+                if step > last:
+                    state = {**request.state, "last_step": step + 1, "drift": step + 1 - current}
+                    return Accepted(state=state, reason="resync")
+                used_pair = step if used_pair is None else used_pair
+    if used_pair is not None:
+        wait = (last + 1 - used_pair) * settings.period
+        return Rejected(reason="resync_codes_too_old", message=RESYNC_CODES_TOO_OLD.format(wait=_duration(wait)),
+                        counts=False)
     return Rejected(reason="resync_failed")

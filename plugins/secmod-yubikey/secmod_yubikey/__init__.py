@@ -44,6 +44,7 @@ from secmod.hookspecs import (
     ModuleInfo,
     ModuleSettings,
     Prompt,
+    ProviderUnavailable,
     Rejected,
     SetupComplete,
     SetupPrompt,
@@ -69,7 +70,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("secmod.yubikey")
-cloud.install_log_redaction()
 
 DEFAULT_API_URL = "https://api.yubico.com/wsapi/2.0/verify"
 _CLIENT_ID = re.compile(r"^[0-9]{1,10}$")
@@ -220,7 +220,11 @@ def _cloud_counters(answer: cloud.CloudAnswer) -> tuple[int, int] | None:
 def _check(
     settings: YubikeySettings, otp: str, last: tuple[int, int] | None
 ) -> tuple[str, bool, tuple[int, int] | None]:
-    """Validate one cleaned OTP: (reason, counts, new counters). ``reason == "ok"`` accepts."""
+    """Validate one cleaned OTP: (reason, counts, new counters). ``reason == "ok"`` accepts.
+
+    :raises ProviderUnavailable: the validation service did not answer, or answered
+        only with errors signed with the empty key.
+    """
     if settings.mode == "local":
         key = settings.keys.get(public_id_of(otp))
         if key is None:
@@ -233,6 +237,10 @@ def _check(
             return "replayed", True, None
         return "ok", True, token.counters
     answer = _ask_cloud(settings, otp)
+    if answer.outage:
+        # Nobody who could judge the OTP answered: the host applies the operator's
+        # fail_mode for this module (closed by default: the backup code still works).
+        raise ProviderUnavailable(messages.YUBICO_INVALID, reason=answer.reason, detail=SERVICE_DOWN)
     if not answer.ok:
         return answer.reason, answer.counts, None
     counters = _cloud_counters(answer)
@@ -269,6 +277,7 @@ def configure() -> ModuleInfo:
             "or, in local mode, by secmod with keys the administrator imported."
         ),
         settings_model=YubikeySettings,
+        log_redactions=cloud.LOG_REDACTIONS,
     )
 
 
@@ -289,15 +298,15 @@ def activate(request: ActivateRequest) -> Activation:
         return Activation(
             message=f"Validation server answered for client id {settings.client_id}; the secret key checks out."
         )
-    if "NO_SUCH_CLIENT" in answer.statuses:
+    if "NO_SUCH_CLIENT" in answer.statuses + answer.unsigned:
         raise ModuleError(f"The validation server does not know client id {settings.client_id}.", reason="config")
     if "BAD_SIGNATURE" in answer.statuses or answer.reason == "bad_response":
         raise ModuleError("The validation server does not accept the secret key for this client id.", reason="config")
-    if answer.reason == "unavailable":
+    if answer.outage and not answer.unsigned:
         raise ModuleError(
             "No validation server answered (check api_urls, the network and ca_file).", reason="unavailable"
         )
-    said = ", ".join(answer.statuses) or answer.reason
+    said = ", ".join(answer.statuses + answer.unsigned) or answer.reason
     raise ModuleError(f"Unexpected answer from the validation server ({said}).", reason="config")
 
 

@@ -5,7 +5,13 @@ failure statuses, a server that is down and a timeout all end in the same bare
 ``Exception("NO_VALID_ANSWERS")`` (docs/protocols.md §2.5 in shared). To tell "the OTP
 is bad" (the person's fault, counts towards the lockout) from "nobody answered" (not
 their fault), :class:`_Client` notes the status of every response the client reads;
-that is the only thing it changes, the protocol and all checks stay the library's.
+it also refuses what Yubico's own C client refuses and yubico_client lets through: an
+``OK`` that does not echo our nonce. The protocol and all other checks stay the library's.
+
+An error status signed with the *empty* key is what ykval sends before it knows the
+client (its early errors); anyone on the path can forge one, so it never counts against
+the person: it is reported as an outage (``unsigned_error``), like a server that does
+not answer.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from secmod.hookspecs import LogRedaction
 from yubico_client import Yubico
 from yubico_client.yubico_exceptions import (
     InvalidClientIdError,
@@ -27,42 +34,45 @@ from yubico_client.yubico_exceptions import (
     StatusCodeError,
 )
 
-__all__ = ["CloudAnswer", "ask", "install_log_redaction"]
+__all__ = ["LOG_REDACTIONS", "CloudAnswer", "ask"]
 
 log = logging.getLogger("secmod.yubikey")
 
 _STATUS = re.compile(r"status=([A-Z0-9_]+)")
-# ykval answers these before it knows the client, so it signs them with an empty key
-# (protocols.md §2.6 steps 2-7); yubico_client then reports a signature error instead.
-_UNSIGNED_EARLY = {"MISSING_PARAMETER", "BAD_OTP", "NO_SUCH_CLIENT"}
-# Statuses that say our side or the service is wrong, never the person.
-_NOT_THEIR_FAULT = {
-    "BAD_SIGNATURE", "NO_SUCH_CLIENT", "MISSING_PARAMETER", "OPERATION_NOT_ALLOWED",
-    "BACKEND_ERROR", "NOT_ENOUGH_ANSWERS",
-}
+# Signed with our key, these say the service cannot judge right now.
+_SERVICE_TROUBLE = {"BACKEND_ERROR", "NOT_ENOUGH_ANSWERS"}
 # The statuses an operator must act on: the client id or the key is wrong.
 _CONFIG_PROBLEM = {"BAD_SIGNATURE", "NO_SUCH_CLIENT", "MISSING_PARAMETER", "OPERATION_NOT_ALLOWED"}
+# Statuses that say our side or the service is wrong, never the person.
+_NOT_THEIR_FAULT = _SERVICE_TROUBLE | _CONFIG_PROBLEM
 
 
 @dataclass(frozen=True, slots=True)
 class CloudAnswer:
     """What the validation service said, reduced to what the module decides on.
 
-    :param reason: ``ok``, ``replayed``, ``invalid_or_unavailable``, ``bad_response``
-        or ``unavailable``.
+    :param reason: ``ok``, ``replayed``, ``invalid_or_unavailable``, ``bad_response``,
+        ``unavailable`` or ``unsigned_error``.
     :param counts: whether a rejection counts towards the person's lockout.
-    :param statuses: every status read from a response (for the operator's log).
+    :param statuses: every status read from a response signed with our key.
+    :param unsigned: statuses read from responses signed with the empty key.
     :param response: the fields of an OK response (``sessioncounter``...).
     """
 
     reason: str
     counts: bool = True
     statuses: tuple[str, ...] = ()
+    unsigned: tuple[str, ...] = ()
     response: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def ok(self) -> bool:
         return self.reason == "ok"
+
+    @property
+    def outage(self) -> bool:
+        """Nobody who could judge the OTP answered: a provider outage, never counted."""
+        return self.reason in {"unavailable", "unsigned_error"}
 
 
 class _Client(Yubico):
@@ -71,16 +81,24 @@ class _Client(Yubico):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.heard: list[str] = []
+        self.unsigned: list[str] = []
 
     def verify_response(self, response: str, otp: str, nonce: str, return_response: bool = False) -> Any:
         # Called in the thread that called verify(), once per finished server reply.
         match = _STATUS.search(response or "")
         status = match.group(1) if match else ""
-        self.heard.append(status)
-        if status in _UNSIGNED_EARLY and self._signed_with_empty_key(response):
-            # The early errors of ykval: nothing to accept, and not an attack either.
+        if status != "OK" and self._signed_with_empty_key(response):
+            # ykval's early errors, or a forgery: it says nothing about the OTP.
+            self.unsigned.append(status)
             return False
-        return super().verify_response(response, otp, nonce, return_response)
+        self.heard.append(status)
+        result = super().verify_response(response, otp, nonce, return_response)
+        if status == "OK":
+            # The library checks the echoes only when present; a genuine OK has both.
+            fields = self.get_parameters_as_dictionary(self.parse_parameters_from_response(response)[1])
+            if fields.get("nonce") != nonce or fields.get("otp") != otp:
+                raise InvalidValidationResponse("OK without our nonce and OTP echoed", response, fields)
+        return result
 
     def _signed_with_empty_key(self, response: str) -> bool:
         signature, query = self.parse_parameters_from_response(response)
@@ -129,54 +147,34 @@ def ask(
         return CloudAnswer("unavailable", counts=False)
     except Exception as error:  # the library's bare Exception("NO_VALID_ANSWERS"), and bugs
         heard = tuple(s for s in client.heard if s) if client is not None else ()
-        if not heard:
-            if str(error) != "NO_VALID_ANSWERS":
-                log.error("YubiKey: validation failed with %s", type(error).__name__)
-            return CloudAnswer("unavailable", counts=False)
+        unsigned = tuple(s for s in client.unsigned if s) if client is not None else ()
+        if str(error) != "NO_VALID_ANSWERS":
+            log.error("YubiKey: validation failed with %s", type(error).__name__)
+        if unsigned:
+            log.error("YubiKey: the validation server answered %s signed with the empty key (check client_id; "
+                      "or someone on the path forged it)", ", ".join(sorted(set(unsigned))))
         problems = sorted(set(heard) & _CONFIG_PROBLEM)
         if problems:
             log.error("YubiKey: the validation server answered %s: check client_id and secret_key", ", ".join(problems))
-        counts = any(status not in _NOT_THEIR_FAULT for status in heard)
-        return CloudAnswer("invalid_or_unavailable", counts=counts, statuses=heard)
+        if any(status not in _NOT_THEIR_FAULT for status in heard):
+            return CloudAnswer("invalid_or_unavailable", statuses=heard, unsigned=unsigned)
+        if problems:
+            return CloudAnswer("invalid_or_unavailable", counts=False, statuses=heard, unsigned=unsigned)
+        reason = "unsigned_error" if unsigned else "unavailable"
+        return CloudAnswer(reason, counts=False, statuses=heard, unsigned=unsigned)
     fields = response if isinstance(response, dict) else {}
-    # yubico_client checks the otp echo only when present; a signed OK always has it.
-    if fields.get("otp") != otp:
-        log.warning("YubiKey: an OK validation response did not echo the OTP")
-        return CloudAnswer("bad_response", counts=False)
     return CloudAnswer("ok", statuses=("OK",), response=dict(fields))
 
 
-class _Redact(logging.Filter):
-    """Masks OTPs, nonces and signatures in yubico_client's own log lines.
-
-    The library logs whole request URLs (``otp=...&h=...``) at DEBUG, response
-    parameters on a signature mismatch at WARNING, and requests' error text (which
-    quotes the URL) at ERROR when a server is down.
-    """
-
-    _SECRET = re.compile(r"((?:otp|nonce|h)=)[^&\s'\",)]+")
-    _MODHEX = re.compile(r"\b([cbdefghijklnrtuv]{0,16})[cbdefghijklnrtuv]{32}\b")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            text = record.getMessage()
-        except Exception:  # a broken format string is the library's; drop its args
-            text = str(record.msg)
-        text = self._SECRET.sub(r"\1***", text)
-        record.msg = self._MODHEX.sub(r"\1***", text)
-        record.args = None
-        return True
-
-
-def install_log_redaction() -> None:
-    """Attach the redaction filter to the loggers that see our request URLs (once).
-
-    Protocol 2.0 is a GET, so the OTP is in the URL: yubico_client logs it, and so
-    does urllib3 at DEBUG. An OTP that never reached a server (it was down) is still
-    a live credential, so both loggers get the filter; it only rewrites the
-    ``otp=``/``nonce=``/``h=`` values and OTP-shaped words of their messages.
-    """
-    for name in ("yubico.client", "urllib3.connectionpool"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _Redact) for f in logger.filters):
-            logger.addFilter(_Redact())
+# Protocol 2.0 is a GET, so the OTP is in the URL: yubico_client logs whole request URLs
+# (``otp=...&nonce=...&h=...``) at DEBUG, response parameters on a signature mismatch
+# at WARNING, and requests' error text (which quotes the URL) at ERROR; urllib3 logs the
+# URL at DEBUG. An OTP that never reached a server is still a live credential. The host
+# masks these in both loggers (ModuleInfo.log_redactions); modules install no filters.
+_LIBRARY_LOGGERS = ("yubico.client", "urllib3.connectionpool")
+LOG_REDACTIONS = (
+    LogRedaction(pattern=r"(?<=\botp=)[^&\s'\",)]+", loggers=_LIBRARY_LOGGERS),
+    LogRedaction(pattern=r"(?<=\bnonce=)[^&\s'\",)]+", loggers=_LIBRARY_LOGGERS),
+    LogRedaction(pattern=r"(?<=\bh=)[^&\s'\",)]+", loggers=_LIBRARY_LOGGERS),
+    LogRedaction(pattern=r"\b[cbdefghijklnrtuv]{32,48}\b", loggers=_LIBRARY_LOGGERS),  # a bare OTP
+)

@@ -7,7 +7,15 @@ from typing import Any
 
 import pytest
 
-from secmod.hookspecs import Audience, ModuleError, SetupRequest, User, VerifyRequest, messages
+from secmod.hookspecs import (
+    Audience,
+    ModuleError,
+    ProviderUnavailable,
+    SetupRequest,
+    User,
+    VerifyRequest,
+    messages,
+)
 from secmod.host import Enrolled, LoginStep, ModuleUnavailable, Outcome
 from secmod.testing.soft_yubikey import SoftYubiKey
 from secmod.testing.tls import LocalCA
@@ -98,11 +106,13 @@ def test_a_key_bound_to_someone_else_is_refused_without_asking(
         ("REPLAYED_OTP", "replayed", True),
         ("REPLAYED_REQUEST", "invalid_or_unavailable", True),
         ("BAD_SIGNATURE", "invalid_or_unavailable", False),
-        ("NO_SUCH_CLIENT", "invalid_or_unavailable", False),
-        ("MISSING_PARAMETER", "invalid_or_unavailable", False),
+        # ykval's early errors, signed with the empty key: an outage, never counted.
+        ("NO_SUCH_CLIENT", "unsigned_error", False),
+        ("MISSING_PARAMETER", "unsigned_error", False),
         ("OPERATION_NOT_ALLOWED", "invalid_or_unavailable", False),
-        ("BACKEND_ERROR", "invalid_or_unavailable", False),
-        ("NOT_ENOUGH_ANSWERS", "invalid_or_unavailable", False),
+        # The service says it cannot judge now: an outage too.
+        ("BACKEND_ERROR", "unavailable", False),
+        ("NOT_ENOUGH_ANSWERS", "unavailable", False),
     ],
 )
 def test_every_failure_status(
@@ -137,6 +147,68 @@ def test_a_response_that_does_not_check_out_is_refused(
     assert result.message == messages.YUBICO_INVALID
 
 
+def test_an_ok_without_the_nonce_echoed_is_refused(cloud: FakeYubiCloud, yubikey_host: Any, ada: User) -> None:
+    """As Yubico's own C client: an OK that does not echo our nonce may be an old answer
+    replayed to us (yubico_client checks the nonce only when it is there)."""
+    host = yubikey_host(cloud.settings())
+    key = cloud.new_key()
+    enrol(host, ada, key)
+    cloud.omit_nonce = True
+    result = login(host, ada, key.press())
+    assert (result.outcome, result.reason, result.attempts_left) == (Outcome.REJECTED, "bad_response", None)
+    cloud.omit_nonce = False
+    assert login(host, ada, key.press()).accepted
+
+
+@pytest.mark.parametrize("status", ["BAD_OTP", "REPLAYED_OTP", "NO_SUCH_CLIENT", "MISSING_PARAMETER"])
+def test_an_error_signed_with_the_empty_key_is_an_outage_never_counted(
+    cloud: FakeYubiCloud, yubikey_host: Any, ada: User, status: str
+) -> None:
+    """Attack: anyone on the path can sign with the empty key (ykval does so for its
+    early errors); such an answer must never burn the person's attempts or lock them."""
+    host = yubikey_host(cloud.settings())
+    key = cloud.new_key()
+    enrol(host, ada, key)
+    cloud.forge_unsigned = status
+    for _ in range(8):
+        result = login(host, ada, key.press())
+        assert (result.outcome, result.reason, result.attempts_left) == (Outcome.REJECTED, "unsigned_error", None)
+    cloud.forge_unsigned = None
+    assert login(host, ada, key.press()).accepted
+
+
+def test_fail_open_lets_the_person_in_only_for_an_outage(cloud: FakeYubiCloud, yubikey_host: Any, ada: User) -> None:
+    host = yubikey_host(cloud.settings(fail_mode="open"))
+    key = cloud.new_key()
+    enrol(host, ada, key)
+    cloud.bad_signature = True  # an answer that is not from our key: never an outage
+    assert not login(host, ada, key.press()).accepted
+    cloud.bad_signature = False
+    cloud.force_status = "BAD_OTP"  # signed with our key: the OTP is wrong
+    assert not login(host, ada, key.press()).accepted
+    cloud.force_status = None
+    cloud.stop()
+    result = host.verify(ada, {"otp": key.press()})
+    assert (result.outcome, result.reason) == (Outcome.ACCEPTED, "fail_open")
+
+
+def test_the_module_declares_an_outage_with_provider_unavailable(cloud: FakeYubiCloud, ada: User) -> None:
+    settings = _settings(cloud)
+    key = cloud.new_key()
+    state = _setup(settings, ada, key.press()).state
+    cloud.forge_unsigned = "BAD_OTP"
+    with pytest.raises(ProviderUnavailable) as raised:
+        secmod_yubikey.verify(request=VerifyRequest(settings=settings, user=ada, now=2.0, answer={"otp": key.press()},
+                                                    state=state))
+    assert raised.value.reason == "unsigned_error"
+    cloud.forge_unsigned = None
+    cloud.stop()
+    with pytest.raises(ProviderUnavailable) as raised:
+        secmod_yubikey.verify(request=VerifyRequest(settings=settings, user=ada, now=2.0, answer={"otp": key.press()},
+                                                    state=state))
+    assert raised.value.reason == "unavailable"
+
+
 def test_wrong_secret_key_or_client_id(cloud: FakeYubiCloud, yubikey_host: Any, ada: User) -> None:
     key = cloud.new_key()
     # A key YubiCloud did not issue: it answers BAD_SIGNATURE signed with the real key,
@@ -147,11 +219,12 @@ def test_wrong_secret_key_or_client_id(cloud: FakeYubiCloud, yubikey_host: Any, 
     assert refused.error == messages.YUBICO_INVALID
     assert host.audit_events(user=ada)[0].reason == "bad_response"
     host.close()
-    # An id YubiCloud does not know: NO_SUCH_CLIENT, signed with an empty key.
+    # An id YubiCloud does not know: NO_SUCH_CLIENT, signed with an empty key, which
+    # anyone could forge: reported as an outage (the operator's log names client_id).
     host = yubikey_host(cloud.settings(client_id="99"))
     step = host.begin_setup(ada, "yubikey")
     host.continue_setup(ada, step.setup_id, {"otp": key.press()})
-    assert host.audit_events(user=ada)[0].reason == "invalid_or_unavailable"
+    assert host.audit_events(user=ada)[0].reason == "unsigned_error"
 
 
 @pytest.mark.parametrize("how", ["stopped", "drops", "http_503", "slow"])

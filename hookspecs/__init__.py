@@ -9,6 +9,7 @@ from . import messages
 from .errors import ModuleError, ProviderUnavailable
 from .markers import CONTRACT_VERSION, PROJECT, hookimpl
 from .types import (
+    BACKUP_CODE_METHOD,
     Accepted,
     Activation,
     ActivateRequest,
@@ -24,7 +25,9 @@ from .types import (
     Prompt,
     Provisioning,
     RecoverRequest,
+    RecoveryMethod,
     Rejected,
+    SettingsT,
     SetupComplete,
     SetupPrompt,
     SetupRequest,
@@ -35,6 +38,7 @@ from .types import (
 )
 
 __all__ = [
+    "BACKUP_CODE_METHOD",
     "CONTRACT_VERSION",
     "PROJECT",
     "Accepted",
@@ -54,7 +58,9 @@ __all__ = [
     "ProviderUnavailable",
     "Provisioning",
     "RecoverRequest",
+    "RecoveryMethod",
     "Rejected",
+    "SettingsT",
     "SetupComplete",
     "SetupPrompt",
     "SetupRequest",

@@ -21,6 +21,8 @@ import pluggy
 from .markers import PROJECT
 
 if TYPE_CHECKING:
+    import typer
+
     from .types import (
         Activation,
         ActivateRequest,
@@ -38,7 +40,16 @@ if TYPE_CHECKING:
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 
-__all__ = ["activate", "challenge", "configure", "forget_user", "recover", "setup_user", "verify"]
+__all__ = [
+    "activate",
+    "challenge",
+    "configure",
+    "forget_user",
+    "recover",
+    "register_commands",
+    "setup_user",
+    "verify",
+]
 
 REQUIRED_HOOKS = ("configure", "setup_user", "challenge", "verify")
 """The hooks every module implements; the host refuses to load a module missing one."""
@@ -162,4 +173,30 @@ def forget_user(request: ForgetRequest) -> None:
     Release anything held outside the host's database (a provider-side device, a
     cache). The host deletes the stored state itself whatever this hook does; an
     exception here is logged and audited, never blocks the removal.
+    """
+
+
+@hookspec
+def register_commands(cli: typer.Typer) -> None:
+    """Add the module's own commands to the ``secmod`` command line.
+
+    .. versionadded:: 1.1
+
+    ``cli`` is a Typer group named after the module: a command registered on it runs as
+    ``secmod NAME COMMAND`` (YubiKey: ``secmod yubikey import-keys``). The CLI calls this
+    hook once at start for every module the settings let it load; a module with nothing
+    to add does not implement it. To read or change the module's table of
+    ``secmod.toml`` (sealed values included), use
+    :class:`secmod.host.ModuleSettingsFile`, never ``secmod.host`` internals.
+
+    :param cli: the module's command group.
+
+    Example::
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command("import-keys")
+            def import_keys(export: Path) -> None:
+                settings = ModuleSettingsFile("yubikey")
+                settings.set_sealed("keys", load(export))
     """

@@ -12,11 +12,12 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 __all__ = [
+    "BACKUP_CODE_METHOD",
     "Accepted",
     "Activation",
     "ActivateRequest",
@@ -32,7 +33,9 @@ __all__ = [
     "Prompt",
     "Provisioning",
     "RecoverRequest",
+    "RecoveryMethod",
     "Rejected",
+    "SettingsT",
     "SetupComplete",
     "SetupPrompt",
     "SetupRequest",
@@ -87,7 +90,11 @@ class User:
 
     @property
     def label(self) -> str:
-        """What to show an authenticator app or a third party: the email, else the id."""
+        """How the person is named to an authenticator app or a provider.
+
+        The email when the host application gave one, else the id. TOTP puts it in the
+        otpauth URI (the account name the app shows); Duo uses it as the username.
+        """
         return self.email or self.id
 
 
@@ -150,7 +157,9 @@ class LogRedaction:
 class ModuleInfo:
     """What ``configure`` returns: who the module is and what it needs.
 
-    :param name: the module's name; must equal its entry point name.
+    :param name: the module's name; must equal its entry point name. It is stripped and
+        lower-cased here (``"Email"`` becomes ``"email"``), so the entry point and the
+        ``[modules.NAME]`` table use the lower-case form.
     :param friendly_name: WHMCS ``FriendlyName``, e.g. "Time Based Tokens".
     :param short_description: one line for the "choose a method" list.
     :param settings_model: a :class:`ModuleSettings` subclass for ``[modules.NAME]``.
@@ -158,8 +167,11 @@ class ModuleInfo:
     :param contract: the range of hook contract versions the module supports, as a
         PEP 440 specifier (``">=1,<2"``); the host refuses a module whose range
         excludes :data:`secmod.hookspecs.CONTRACT_VERSION`.
-    :param recovery_methods: the ``method`` values the module's ``recover`` accepts
-        besides the host's backup codes (e.g. ``("resync",)``).
+    :param recovery_methods: the ways back in that the module's ``recover`` serves
+        besides the host's backup codes, each a :class:`RecoveryMethod` whose prompt the
+        host renders (CLI, web pages). Contract 1.0 modules list plain names
+        (``("resync",)``); the host still reads them, asking for ``code`` and
+        ``next_code`` as 1.0 hosts did (:meth:`RecoveryMethod.from_name`).
     :param redirects: True when the challenge sends the browser away (Duo); hosts
         that cannot redirect (the CLI) then refuse the module cleanly.
     :param log_redactions: secrets the module's libraries may log (contract 1.1); the
@@ -172,7 +184,7 @@ class ModuleInfo:
     settings_model: type[ModuleSettings] = ModuleSettings
     description: str = ""
     contract: str = ">=1,<2"
-    recovery_methods: tuple[str, ...] = ()
+    recovery_methods: tuple[RecoveryMethod, ...] = ()
     redirects: bool = False
     log_redactions: tuple[LogRedaction, ...] = ()
 
@@ -183,6 +195,11 @@ class ModuleInfo:
         object.__setattr__(self, "name", name)
         if not (isinstance(self.settings_model, type) and issubclass(self.settings_model, ModuleSettings)):
             raise TypeError(f"module {name!r}: settings_model must subclass ModuleSettings")
+        object.__setattr__(self, "recovery_methods", _recovery_methods(name, self.recovery_methods))
+
+    def recovery_method(self, name: str) -> RecoveryMethod | None:
+        """The declared recovery method called ``name``, or ``None``."""
+        return next((method for method in self.recovery_methods if method.name == name), None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,6 +212,10 @@ class Field:
     :param max_length: a hint for the input; the module still checks its input.
     :param required: False lets the person leave it empty (an optional name). Added in
         contract 1.1; hosts before it treat every field as required.
+    :param value: what a ``hidden`` field sends back unchanged (a step marker, a key
+        handle); added in contract 1.1. Only hidden fields carry one: what a person types
+        is never pre-filled. Hidden from ``repr``; the page does show it, so never put a
+        secret here.
     """
 
     name: str
@@ -204,6 +225,11 @@ class Field:
     max_length: int | None = None
     autocomplete: str = "one-time-code"
     required: bool = True
+    value: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.value and self.kind != "hidden":
+            raise ValueError(f"Field {self.name!r}: only a hidden field carries a value, not a {self.kind} one")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -300,11 +326,88 @@ class Prompt:
             )
 
 
+# -- contract 1.1: recovery methods declare what they ask -------------------------
+
+BACKUP_CODE_METHOD = "backup_code"
+"""The host's own recovery method; no module may declare it."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ActivateRequest:
+class RecoveryMethod:
+    """A way back in, or back into sync, that a module's ``recover`` serves.
+
+    Added in contract 1.1. The host renders ``prompt`` wherever a person may recover
+    (``secmod recover --method NAME``, a page of the web host), and hands the answer,
+    keyed by the prompt's field names, to ``recover`` with ``method == name``.
+
+    :param name: the ``RecoverRequest.method`` value; a simple lower-case name. A module
+        may not declare ``backup_code``: that one is the host's own.
+    :param label: the link or button that offers it ("Resynchronise your authenticator").
+    :param prompt: what to ask: a message, instructions and at least one field; never a
+        redirect.
+    """
+
+    name: str
+    label: str
+    prompt: Prompt
+
+    def __post_init__(self) -> None:
+        name = self.name.strip().lower() if isinstance(self.name, str) else ""
+        if not name or not name.replace("_", "").isalnum():
+            raise ValueError(f"RecoveryMethod.name must be a simple lowercase name, got {self.name!r}")
+        if not isinstance(self.label, str) or not self.label.strip():
+            raise ValueError(f"recovery method {name!r}: label must be a non-empty string")
+        if not isinstance(self.prompt, Prompt):
+            raise TypeError(f"recovery method {name!r}: prompt must be a Prompt")
+        if not self.prompt.fields or self.prompt.redirect_url:
+            raise ValueError(f"recovery method {name!r}: the prompt must ask for fields and not redirect")
+        names = [f.name for f in self.prompt.fields]
+        if len(set(names)) != len(names):
+            raise ValueError(f"recovery method {name!r}: field names repeat: {names}")
+        object.__setattr__(self, "name", name)
+
+    @classmethod
+    def from_name(cls, name: str) -> RecoveryMethod:
+        """A contract 1.0 method, declared by name only: ask what 1.0 hosts asked.
+
+        Hosts of contract 1.0 sent ``code`` and ``next_code``, so that is what such a
+        method gets, under a label made from its name.
+        """
+        return cls(
+            name=name,
+            label=name.replace("_", " ").strip().capitalize() if isinstance(name, str) else "",
+            prompt=Prompt(
+                message="Enter two consecutive codes from your device.",
+                fields=(Field(name="code", label="Code"), Field(name="next_code", label="Next code")),
+            ),
+        )
+
+
+def _recovery_methods(module: str, declared: object) -> tuple[RecoveryMethod, ...]:
+    if isinstance(declared, str | RecoveryMethod) or not isinstance(declared, tuple | list):
+        raise TypeError(f"module {module!r}: recovery_methods must be a tuple of RecoveryMethod")
+    methods = tuple(RecoveryMethod.from_name(m) if isinstance(m, str) else m for m in declared)
+    if not all(isinstance(m, RecoveryMethod) for m in methods):
+        raise TypeError(f"module {module!r}: recovery_methods must be a tuple of RecoveryMethod")
+    names = [m.name for m in methods]
+    if BACKUP_CODE_METHOD in names:
+        raise ValueError(f"module {module!r}: recovery method {BACKUP_CODE_METHOD!r} is the host's own")
+    if len(set(names)) != len(names):
+        raise ValueError(f"module {module!r}: recovery methods repeat a name: {names}")
+    return methods
+
+
+# -- requests and results ---------------------------------------------------------
+
+SettingsT = TypeVar("SettingsT", bound="ModuleSettings")
+"""The module's own settings model: ``SetupRequest[TotpSettings]`` types ``request.settings``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActivateRequest(Generic[SettingsT]):
     """Input of ``activate``: the module's validated settings and the time."""
 
-    settings: ModuleSettings = field(repr=False)
+    settings: SettingsT = field(repr=False)
     now: float
 
 
@@ -316,18 +419,21 @@ class Activation:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SetupRequest:
+class SetupRequest(Generic[SettingsT]):
     """Input of ``setup_user``, one step of an enrolment conversation.
 
     :param answer: ``None`` on the first step; then the fields the person submitted.
     :param pending: what the module returned with its last :class:`SetupPrompt`
         (sealed by the host in between), or ``None`` on the first step.
     :param state: the person's current module state when re-enrolling, else ``None``.
+    :param issuer: the host's ``issuer`` setting (contract 1.1): the name authenticator
+        apps and messages show for this site, unless the module's settings override it.
     """
 
-    settings: ModuleSettings = field(repr=False)
+    settings: SettingsT = field(repr=False)
     user: User
     now: float
+    issuer: str = ""
     answer: Mapping[str, str] | None = field(default=None, repr=False)
     pending: Mapping[str, Any] | None = field(default=None, repr=False)
     state: Mapping[str, Any] | None = field(default=None, repr=False)
@@ -362,18 +468,21 @@ class SetupComplete:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ChallengeRequest:
+class ChallengeRequest(Generic[SettingsT]):
     """Input of ``challenge``: start the second step of a login.
 
+    :param issuer: the host's ``issuer`` setting (contract 1.1): the name authenticator
+        apps and messages show for this site, unless the module's settings override it.
     :param callback_url: where a redirecting module (``ModuleInfo.redirects``) sends the
         browser back to: ``{[web] base_url}/login/{module}/callback``, built by the host;
         the web host hands that request's whole query to ``verify`` as the answer.
         Empty when the host has no web address (the CLI). Added in contract 1.1.
     """
 
-    settings: ModuleSettings = field(repr=False)
+    settings: SettingsT = field(repr=False)
     user: User
     now: float
+    issuer: str = ""
     state: Mapping[str, Any] = field(default_factory=dict, repr=False)
     callback_url: str = ""
 
@@ -399,17 +508,20 @@ class Challenge:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class VerifyRequest:
+class VerifyRequest(Generic[SettingsT]):
     """Input of ``verify``: judge the person's answer.
 
     :param state: the person's module state as last written.
     :param pending: what ``challenge`` asked the host to keep, or ``None``.
     :param answer: the submitted fields (form fields or the redirect's query).
+    :param issuer: the host's ``issuer`` setting (contract 1.1): the name authenticator
+        apps and messages show for this site, unless the module's settings override it.
     """
 
-    settings: ModuleSettings = field(repr=False)
+    settings: SettingsT = field(repr=False)
     user: User
     now: float
+    issuer: str = ""
     answer: Mapping[str, str] = field(default_factory=dict, repr=False)
     state: Mapping[str, Any] = field(default_factory=dict, repr=False)
     pending: Mapping[str, Any] | None = field(default=None, repr=False)
@@ -419,15 +531,18 @@ class VerifyRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class RecoverRequest:
+class RecoverRequest(Generic[SettingsT]):
     """Input of ``recover``: a way back in, or back in sync, without the usual answer.
 
     :param method: one of the module's ``ModuleInfo.recovery_methods``.
+    :param issuer: the host's ``issuer`` setting (contract 1.1): the name authenticator
+        apps and messages show for this site, unless the module's settings override it.
     """
 
-    settings: ModuleSettings = field(repr=False)
+    settings: SettingsT = field(repr=False)
     user: User
     now: float
+    issuer: str = ""
     method: str
     answer: Mapping[str, str] = field(default_factory=dict, repr=False)
     state: Mapping[str, Any] = field(default_factory=dict, repr=False)
@@ -437,10 +552,10 @@ class RecoverRequest:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ForgetRequest:
+class ForgetRequest(Generic[SettingsT]):
     """Input of ``forget_user``: the person's 2FA with this module is being removed."""
 
-    settings: ModuleSettings = field(repr=False)
+    settings: SettingsT = field(repr=False)
     user: User
     now: float
     state: Mapping[str, Any] = field(default_factory=dict, repr=False)

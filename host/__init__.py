@@ -24,6 +24,7 @@ from .outcomes import (
     SetupStarted,
     VerifyResult,
 )
+from .settings_file import ModuleSettingsFile
 
 __all__ = [
     "CALLBACK_PATH",
@@ -36,6 +37,7 @@ __all__ = [
     "LoginStep",
     "ModuleConflictError",
     "ModuleLoadError",
+    "ModuleSettingsFile",
     "ModuleUnavailable",
     "NotEnrolled",
     "Outcome",

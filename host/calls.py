@@ -157,6 +157,19 @@ class ModuleCaller:
         except ModuleFailed as failure:
             on_failure(failure)
 
+    def register_commands(self, cli: Any) -> None:
+        """Let the module add its ``secmod NAME ...`` commands to ``cli`` (a Typer group).
+
+        :raises ModuleFailed: the hook crashed; the CLI leaves the module's commands out.
+        """
+        try:
+            self.module.hooks.register_commands(cli=cli)
+        except Exception as error:  # noqa: BLE001 - a module's failure must not take the CLI down
+            log.error("module %r: hook register_commands raised %s", self.name, type(error).__name__)
+            log.debug("module %r failed at:\n%s", self.name, _frames(error))
+            raise ModuleFailed(messages.MODULE_LOAD_ERROR, reason="module_error", crashed=True,
+                               error_type=type(error).__name__) from None
+
     def configure(self) -> object:
         """The module's ``ModuleInfo`` (the registry checks it at load)."""
         return self.module.hooks.configure()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from secmod.hookspecs import Audience, Prompt, User
+from secmod.hookspecs import BACKUP_CODE_METHOD, Audience, Prompt, User
 from secmod.settings import ConfigError, config_path, load_settings, set_module_setting
 
 from .errors import SecmodError
@@ -220,19 +221,56 @@ def recover(
     user: str,
     admin: AdminOption = False,
     email: EmailOption = None,
-    method: Annotated[str, typer.Option(help="backup_code, or a module's method (totp: resync).")] = "backup_code",
-    code: Annotated[str | None, typer.Option(help="The backup code, or the first of two codes.")] = None,
-    next_code: Annotated[str | None, typer.Option(help="resync: the code after --code.")] = None,
+    method: Annotated[str, typer.Option(help="backup_code, or a method of USER's module (totp: resync).")] = "backup_code",
+    answer: Annotated[
+        list[str] | None,
+        typer.Option("--answer", "-a", metavar="FIELD=VALUE", help="A field of the method's prompt; asked for when missing."),
+    ] = None,
 ) -> None:
-    """Log USER in without their device (backup code), or re-sync a drifted token."""
+    """Log USER in without their device (a backup code), or recover with one of their module's methods.
+
+    The fields asked for are the ones the method declares (see the module's docs).
+    """
     host = _host()
     person = _user(user, admin, email)
-    answer: dict[str, str] = {"code": code or typer.prompt("Backup code" if method == "backup_code" else "Code")}
-    if method != "backup_code":
-        answer["next_code"] = next_code or typer.prompt("Next code")
-    result = host.recover(person, answer, method=method)
+    methods = {declared.name: declared for declared in host.recovery_methods(person)}
+    if not methods:
+        raise Failure(f"{user} has no second factor")
+    chosen = methods.get(method)
+    if chosen is None:
+        raise Failure(f"{user} cannot recover with {method!r}; their methods: {', '.join(methods)}")
+    given = _parse_answers(answer or [])
+    unknown = sorted(set(given) - {field.name for field in chosen.prompt.fields})
+    if unknown:
+        raise Failure(f"{method} asks for no field {', '.join(unknown)}; it asks for "
+                      + ", ".join(field.name for field in chosen.prompt.fields if field.kind != "hidden"))
+    if set(given) != {field.name for field in chosen.prompt.fields if field.kind != "hidden"}:
+        typer.secho(chosen.prompt.message, bold=True)
+        if chosen.prompt.instructions:
+            typer.echo(chosen.prompt.instructions)
+    values: dict[str, str] = {}
+    for field in chosen.prompt.fields:
+        if field.kind == "hidden":
+            values[field.name] = field.value
+        elif field.name in given:
+            values[field.name] = given[field.name]
+        else:
+            # A backup code is as secret as a password: never echoed.
+            hide = field.kind == "password" or chosen.name == BACKUP_CODE_METHOD
+            values[field.name] = typer.prompt(field.label, hide_input=hide)
+    result = host.recover(person, values, method=chosen.name)
     _print_result(result)
     _exit_for(result)
+
+
+def _parse_answers(pairs: list[str]) -> dict[str, str]:
+    answers: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise Failure(f"--answer takes FIELD=VALUE, got {name.strip() or '(nothing)'}{'=...' if sep else ''}")
+        answers[name.strip()] = value
+    return answers
 
 
 @app.command()
@@ -396,8 +434,73 @@ def new_module(
     typer.echo(f"next: pip install -e '{project}[test]' && pytest {project}")
 
 
+def _config_in(argv: list[str]) -> str | None:
+    """The --config value of a command line, before Typer parses it."""
+    for index, arg in enumerate(argv):
+        if arg in {"--config", "-c"} and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--config="):
+            return arg.partition("=")[2]
+    return None
+
+
+def add_module_commands(argv: list[str] | None = None) -> typer.Typer:
+    """secmod's command line with each loadable module's commands as ``secmod NAME ...``
+    (hook ``register_commands``); ``argv`` gives the ``--config`` to read.
+
+    Modules the settings block or leave out of their allow list are never imported. A
+    module whose name is a command of secmod's own, or whose hook fails, is skipped with
+    a warning: one module cannot take the command line down.
+    """
+    from .calls import ModuleCaller, ModuleFailed
+    from .registry import ModuleRegistry, new_plugin_manager
+
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        settings = load_settings(_config_in(argv))
+        allow, block = settings.loading.allow, settings.loading.block
+    except ConfigError:
+        allow, block = None, []  # the command itself will report the broken file
+    registry = ModuleRegistry(new_plugin_manager())
+    registry.load(allow=allow, block=block, required=set(), entry_points=True)
+    # A copy of the core app, so that each call starts from secmod's own commands only.
+    full = typer.Typer(name=app.info.name, help=app.info.help, no_args_is_help=True,
+                       pretty_exceptions_enable=False, add_completion=False)
+    full.registered_callback = app.registered_callback
+    full.registered_commands = list(app.registered_commands)
+    full.registered_groups = list(app.registered_groups)
+    taken = {
+        command.name or (command.callback.__name__.replace("_", "-") if command.callback else "")
+        for command in app.registered_commands
+    } | {group.name for group in app.registered_groups if group.name}
+    warn = logging.getLogger("secmod.cli").warning
+    for name, module in sorted(registry.modules.items()):
+        group = typer.Typer(name=name, help=f"{module.info.friendly_name}: the module's own commands.",
+                            no_args_is_help=True, add_completion=False)
+        # The command line reads no module's settings (a broken file must not hide every
+        # command), so the caller gets the model's defaults, unvalidated and unused.
+        caller = ModuleCaller(module, module.info.settings_model.model_construct())
+        try:
+            caller.register_commands(group)
+        except ModuleFailed as failure:
+            warn("module %r: register_commands failed (%s); its commands are skipped", name, failure.error_type)
+            continue
+        if not (group.registered_commands or group.registered_groups):
+            continue
+        if name in taken:
+            warn("module %r: its name is a secmod command; its commands are skipped", name)
+            continue
+        full.add_typer(group, name=name)
+    return full
+
+
 def main() -> None:
-    app()
+    config = _config_in(sys.argv[1:])
+    if config is not None:
+        # Modules' own commands (register_commands) find the file as secmod's do:
+        # ModuleSettingsFile reads $SECMOD_CONFIG.
+        os.environ["SECMOD_CONFIG"] = config
+    add_module_commands()()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ hands it the answer (:meth:`Host.verify`). Enrolment is :meth:`Host.begin_setup`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import secrets
@@ -17,15 +18,20 @@ from typing import Any
 
 from pydantic import ValidationError
 from secmod.hookspecs import (
+    BACKUP_CODE_METHOD,
     ActivateRequest,
     Activation,
     Audience,
     ChallengeRequest,
+    Field,
     ForgetRequest,
     ModuleSettings,
+    Prompt,
     RecoverRequest,
+    RecoveryMethod,
     Rejected,
     SetupComplete,
+    SetupPrompt,
     SetupRequest,
     User,
     Verdict,
@@ -53,6 +59,7 @@ from .outcomes import (
     prompt_to_json,
     utc,
 )
+from .qr import with_qr_codes
 from .redaction import redact_library_logs
 from .registry import LoadedModule, ModuleRegistry, new_plugin_manager
 from .sealed import SealedValues
@@ -68,6 +75,18 @@ _SETUP_GONE = "This setup step has expired or was already used. Please start aga
 # A challenge token says whether the challenge left pending data, so a verify of a
 # module that keeps none (TOTP) spends no statement looking for it.
 _WITH_PENDING, _WITHOUT_PENDING = "p", "n"
+
+
+BACKUP_CODE = RecoveryMethod(
+    name=BACKUP_CODE_METHOD,
+    label=messages.LOGIN_USING_BACKUP_CODE,
+    prompt=Prompt(
+        message="Enter one of your backup codes",
+        instructions="Each backup code works once; a new one is shown after you log in with it.",
+        fields=(Field(name="code", label="Backup code", autocomplete="off", placeholder="xxxx xxxx xxxx xxxx"),),
+    ),
+)
+"""The host's own recovery method: a one-use backup code (answer field ``code``)."""
 
 
 def _token_id(token: str) -> str:
@@ -240,9 +259,10 @@ class Host:
         if not settings.enabled_for(user.audience):
             raise UnknownModule(f"module {module.name!r} is not enabled for {user.audience.value}s")
         now = self.clock()
-        request = SetupRequest(settings=settings, user=user, now=now, state=self._current_state(user, module.name))
+        request = SetupRequest(settings=settings, user=user, now=now, issuer=self.settings.issuer,
+                               state=self._current_state(user, module.name))
         try:
-            step = self.calls[module.name].setup_user(request)
+            step = _with_qr_codes(self.calls[module.name].setup_user(request))
         except ModuleFailed as failure:
             self._audit(AuditRow.about(user, now, module=module.name, event="enrol", outcome="fail",
                                  reason=failure.reason))
@@ -267,11 +287,12 @@ class Host:
         module = self.module(row.module)
         saved = self.sealed.open_pending(row, user)
         request = SetupRequest(
-            settings=self.module_settings[module.name], user=user, now=now, answer=_strings(answer),
+            settings=self.module_settings[module.name], user=user, now=now, issuer=self.settings.issuer,
+            answer=_strings(answer),
             pending=saved["pending"], state=self._current_state(user, module.name),
         )
         try:
-            step = self.calls[module.name].setup_user(request)
+            step = _with_qr_codes(self.calls[module.name].setup_user(request))
         except ModuleFailed as failure:
             self._audit(AuditRow.about(user, now, module=module.name, event="enrol", outcome="fail",
                                  reason=failure.reason))
@@ -352,8 +373,9 @@ class Host:
             self._audit(audit.but(reason="module_unavailable" if caller is None else "state_unreadable"))
             raise ModuleUnavailable(messages.MODULE_LOAD_ERROR)
         try:
-            challenge = caller.challenge(ChallengeRequest(settings=caller.settings, user=user, now=now, state=state,
-                                                          callback_url=self.callback_url(stored.module)))
+            challenge = caller.challenge(ChallengeRequest(
+                settings=caller.settings, user=user, now=now, issuer=self.settings.issuer, state=state,
+                callback_url=self.callback_url(stored.module)))
         except ModuleFailed as failure:
             if failure.outage and caller.settings.fail_mode == "open":
                 self._audit(audit.but(outcome="ok", reason="fail_open"))
@@ -395,10 +417,28 @@ class Host:
             verdict: Verdict = self.attempts.unjudged(caller, state)
         else:
             verdict = caller.verify(VerifyRequest(
-                settings=caller.settings, user=user, now=now, answer=_strings(answer), state=state, pending=pending))
-        return self.attempts.settle(attempt, verdict, now, context, "verify")
+                settings=caller.settings, user=user, now=now, issuer=self.settings.issuer, answer=_strings(answer),
+                state=state, pending=pending))
+        result = self.attempts.settle(attempt, verdict, now, context, "verify")
+        if result.outcome is Outcome.REJECTED and challenge_id and challenge_id.startswith(_WITHOUT_PENDING):
+            # Nothing of the challenge was spent (TOTP): the same prompt may be answered again.
+            return dataclasses.replace(result, challenge_open=True)
+        return result
 
-    def recover(self, user: User, answer: Mapping[str, str], *, method: str = "backup_code",
+    def recovery_methods(self, user: User) -> tuple[RecoveryMethod, ...]:
+        """The ways back in ``user`` has, each with the prompt to show: the host's backup
+        code first, then the methods their module declares. Empty when not enrolled.
+
+        A host application renders a method's ``prompt`` and passes what was typed,
+        keyed by its field names, to :meth:`recover` with ``method=method.name``.
+        """
+        stored = self.store.load(user)
+        if stored is None:
+            return ()
+        caller = self.calls.get(stored.module)
+        return (BACKUP_CODE, *(caller.module.info.recovery_methods if caller is not None else ()))
+
+    def recover(self, user: User, answer: Mapping[str, str], *, method: str = BACKUP_CODE_METHOD,
                 context: RequestContext | None = None) -> VerifyResult:
         """The way in without the device.
 
@@ -413,7 +453,7 @@ class Host:
         if stored is None:
             return VerifyResult(outcome=Outcome.REJECTED, reason="not_enrolled", message=messages.NOT_ENABLED)
         caller = self.calls.get(stored.module)
-        if method != "backup_code" and (caller is None or method not in caller.module.info.recovery_methods):
+        if method != BACKUP_CODE_METHOD and (caller is None or caller.module.info.recovery_method(method) is None):
             raise UnknownModule(f"recovery method {method!r} is not offered by module {stored.module!r}")
         kind = "backup" if method == "backup_code" else "code"
         attempt = self.store.begin_attempt(user, self.attempts.budgets(user, kind, context), now)
@@ -429,7 +469,8 @@ class Host:
             verdict: Verdict | None = self.attempts.unjudged(caller, state)
         else:
             verdict = caller.recover(RecoverRequest(
-                settings=caller.settings, user=user, now=now, method=method, answer=_strings(answer), state=state))
+                settings=caller.settings, user=user, now=now, issuer=self.settings.issuer, method=method,
+                answer=_strings(answer), state=state))
         return self.attempts.settle(attempt, verdict or Rejected(reason="unknown_method", counts=False), now, context, "recover")
 
     def reseal_all(self) -> int:
@@ -461,3 +502,10 @@ class Host:
 
 def _strings(answer: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): str(v) for k, v in answer.items()}
+
+
+def _with_qr_codes(step: SetupPrompt | SetupComplete) -> SetupPrompt | SetupComplete:
+    # Modules give the otpauth URI; the host draws its QR codes (secmod.host.qr).
+    if isinstance(step, SetupPrompt):
+        return dataclasses.replace(step, prompt=with_qr_codes(step.prompt))
+    return step

@@ -96,6 +96,13 @@ class VerifyResult:
     :param locked_until: when a lockout ends (UTC).
     :param detail: a plain-words diagnosis (clock skew), never a secret.
     :param new_backup_codes: after a backup-code login, the replacement, shown once.
+    :param challenge_open: whether the same challenge (``challenge_id`` and the prompt
+        already shown) may be answered again (added in contract 1.1). True after a
+        rejected answer to a challenge that keeps nothing server-side (TOTP, YubiKey:
+        show the same form again). False when accepted, locked, or when the challenge
+        was one-shot (an email code, Duo's redirect: its pending data is spent by this
+        answer), or when no ``challenge_id`` was given: call
+        :meth:`~secmod.host.Host.begin_challenge` again before the next answer.
     """
 
     outcome: Outcome
@@ -106,6 +113,7 @@ class VerifyResult:
     locked_until: datetime | None = None
     detail: str = ""
     new_backup_codes: tuple[str, ...] = field(default=(), repr=False)
+    challenge_open: bool = False
 
     @property
     def accepted(self) -> bool:

@@ -127,6 +127,7 @@ clients = true   # "Enable for use by Clients"
 admins = false   # "Enable for use by Administrative Users"
 digits = 6
 look_ahead = 10
+resync_window = 1000   # `secmod recover USER --method resync`: two consecutive codes
 ```
 
 `secmod modules` lists it with its distribution and version once installed.
@@ -167,8 +168,10 @@ import hashlib
 import hmac
 import secrets
 import struct
+from typing import Any, get_args
 
 from pydantic import Field as SettingField
+from pydantic import SecretStr
 
 from secmod.hookspecs import (
     Accepted,
@@ -184,6 +187,7 @@ from secmod.hookspecs import (
     Prompt,
     Provisioning,
     RecoverRequest,
+    RecoveryMethod,
     Rejected,
     SetupComplete,
     SetupPrompt,
@@ -202,6 +206,8 @@ class ${camel}Settings(ModuleSettings):
     digits: int = SettingField(6, ge=6, le=8)
     look_ahead: int = SettingField(10, ge=1, le=100)
     """How many codes past the expected one are accepted (presses nobody typed in)."""
+    resync_window: int = SettingField(1000, ge=1, le=10000)
+    """How far ahead two consecutive codes may be to resynchronise (RFC 4226 section 7.4)."""
 
 
 def hotp(secret: str, counter: int, digits: int) -> str:
@@ -213,10 +219,15 @@ def hotp(secret: str, counter: int, digits: int) -> str:
     return str(value % 10**digits).zfill(digits)
 
 
+def _clean(code: object, digits: int) -> str | None:
+    text = str(code or "").replace(" ", "")
+    return text if len(text) == digits and text.isascii() and text.isdigit() else None
+
+
 def _find(secret: str, code: object, start: int, settings: ${camel}Settings) -> int | None:
     """The counter in ``start .. start + look_ahead`` whose code is ``code``."""
-    text = str(code or "").replace(" ", "")
-    if len(text) != settings.digits or not (text.isascii() and text.isdigit()):
+    text = _clean(code, settings.digits)
+    if text is None:
         return None
     for counter in range(start, start + settings.look_ahead + 1):
         if hmac.compare_digest(hotp(secret, counter, settings.digits), text):
@@ -225,6 +236,17 @@ def _find(secret: str, code: object, start: int, settings: ${camel}Settings) -> 
 
 
 _CODE = Field(name="code", label="Code from your token", kind="number", max_length=8)
+
+RESYNC = RecoveryMethod(
+    name="resync",
+    label="Resynchronise your token",
+    prompt=Prompt(
+        message="Press your token twice and enter both codes",
+        instructions="A token pressed many times without logging in runs ahead; two consecutive codes bring it back.",
+        fields=(_CODE, Field(name="next_code", label="The next code", kind="number", max_length=8)),
+    ),
+)
+"""A way back into sync, declared with the prompt the host renders (CLI, web pages)."""
 
 
 @hookimpl
@@ -241,11 +263,12 @@ def configure() -> ModuleInfo:
         description="One-time codes from a counter-based (HOTP) token.",
         settings_model=${camel}Settings,
         contract="$contract",
+        recovery_methods=(RESYNC,),
     )
 
 
 @hookimpl
-def activate(request: ActivateRequest) -> Activation:
+def activate(request: ActivateRequest[${camel}Settings]) -> Activation:
     """Check that the settings work before the module is switched on.
 
     Reach your provider here if you have one; raise ``ModuleError`` to refuse.
@@ -254,15 +277,16 @@ def activate(request: ActivateRequest) -> Activation:
 
 
 @hookimpl
-def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
+def setup_user(request: SetupRequest[${camel}Settings]) -> SetupPrompt | SetupComplete:
     """Enrol a person: first show the secret, then check the first code.
 
     Called with ``answer=None`` first: return a ``SetupPrompt`` with what to keep in
     ``pending`` (sealed by the host). Called again with the answer: raise
     ``ModuleError`` when it is wrong (the person may retry), or return
-    ``SetupComplete`` with the state to store.
+    ``SetupComplete`` with the state to store. ``request.settings`` is your own settings
+    model, typed by ``SetupRequest[${camel}Settings]``.
     """
-    settings: ${camel}Settings = request.settings  # type: ignore[assignment]
+    settings = request.settings
     if request.answer is None or request.pending is None:
         secret = base64.b32encode(secrets.token_bytes(20)).decode()
         prompt = Prompt(
@@ -281,7 +305,7 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
 
 
 @hookimpl
-def challenge(request: ChallengeRequest) -> Challenge:
+def challenge(request: ChallengeRequest[${camel}Settings]) -> Challenge:
     """Start the second step of a login: the fields to fill, or a redirect.
 
     Put what ``verify`` must find again in ``Challenge.pending``; the host hands it
@@ -291,13 +315,13 @@ def challenge(request: ChallengeRequest) -> Challenge:
 
 
 @hookimpl
-def verify(request: VerifyRequest) -> Verdict:
+def verify(request: VerifyRequest[${camel}Settings]) -> Verdict:
     """Judge the answer. Never raise for a wrong answer: return ``Rejected``.
 
     ``Accepted(state=...)`` is written back by the host with a compare-and-set, so
     moving the counter on is all it takes for a code never to work twice.
     """
-    settings: ${camel}Settings = request.settings  # type: ignore[assignment]
+    settings = request.settings
     counter = _find(request.state["secret"], request.answer.get("code"), int(request.state["counter"]), settings)
     if counter is None:
         return Rejected(reason="wrong_code")
@@ -305,16 +329,55 @@ def verify(request: VerifyRequest) -> Verdict:
 
 
 @hookimpl
-def recover(request: RecoverRequest) -> Verdict | None:
-    """Extra ways back in, listed in ``ModuleInfo.recovery_methods``.
+def recover(request: RecoverRequest[${camel}Settings]) -> Verdict | None:
+    """Extra ways back in, declared in ``ModuleInfo.recovery_methods``.
 
-    Backup codes are the host's; return ``None`` for methods that are not yours.
+    Backup codes are the host's; return ``None`` for methods that are not yours. Check
+    every field the method's prompt asks for: here both codes, consecutive.
     """
-    return None
+    if request.method != RESYNC.name:
+        return None
+    settings = request.settings
+    secret, start = request.state["secret"], int(request.state["counter"])
+    first = _clean(request.answer.get("code"), settings.digits)
+    second = _clean(request.answer.get("next_code"), settings.digits)
+    if first is None or second is None:
+        return Rejected(reason="malformed")
+    for counter in range(start, start + settings.resync_window + 1):
+        if hmac.compare_digest(hotp(secret, counter, settings.digits), first) and hmac.compare_digest(
+            hotp(secret, counter + 1, settings.digits), second
+        ):
+            return Accepted(state={**request.state, "counter": counter + 2}, reason="resync")
+    return Rejected(reason="resync_failed")
 
 
 @hookimpl
-def forget_user(request: ForgetRequest) -> None:
+def register_commands(cli: Any) -> None:
+    """Add ``secmod $name ...`` commands (a Typer group). Delete this hook if you need none.
+
+    Read and write your ``[modules.$name]`` table with ``secmod.host.ModuleSettingsFile``
+    (sealed values opened, new secrets sealed), never with secmod.host internals.
+    """
+
+    @cli.command("settings")
+    def show_settings() -> None:
+        """Show [modules.$name] as secmod.toml sets it; secrets are never printed."""
+        from secmod.host import ModuleSettingsFile
+
+        table = ModuleSettingsFile("$name")
+        for key, field in ${camel}Settings.model_fields.items():
+            value = table.get(key)
+            if value is None:
+                shown = "(default)"
+            elif field.annotation is SecretStr or SecretStr in get_args(field.annotation):
+                shown = "(set, secret)"
+            else:
+                shown = repr(value)
+            print(f"{key} = {shown}")
+
+
+@hookimpl
+def forget_user(request: ForgetRequest[${camel}Settings]) -> None:
     """The person's enrolment is being removed: release anything held elsewhere."""
 '''
 
@@ -323,11 +386,24 @@ TESTS = '''\
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import struct
+
 import pytest
 
-from secmod.hookspecs import Prompt, User
+from secmod.hookspecs import Prompt, RecoveryMethod, User
 from secmod.testing import ModuleContract, ModuleDriver
-from $package import hotp
+
+
+def hotp(secret: str, counter: int, digits: int) -> str:
+    """RFC 4226, written here from the RFC and not imported from the module: the driver
+    plays the token, so a mistake in the module's own code cannot hide behind it."""
+    mac = hmac.new(base64.b32decode(secret), struct.pack(">Q", counter), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    value = struct.unpack(">I", mac[offset : offset + 4])[0] & 0x7FFFFFFF
+    return str(value % 10**digits).zfill(digits)
 
 
 class TokenDriver(ModuleDriver):
@@ -354,6 +430,17 @@ class TokenDriver(ModuleDriver):
         while f"{code:06d}" in near:
             code += 1
         return {"code": f"{code:06d}"}
+
+    def answer_recovery(self, method: RecoveryMethod, user: User) -> dict[str, str]:
+        # Pressed 50 times without logging in (past the look-ahead), then twice more.
+        self.counter += 50
+        return {"code": self._press(), "next_code": self._press()}
+
+    def wrong_recovery_answer(self, method: RecoveryMethod, user: User) -> dict[str, str]:
+        # Two codes no counter within the resync window gives.
+        near = {hotp(self.secret, c, 6) for c in range(self.counter, self.counter + 1100)}
+        wrong = (f"{n:06d}" for n in range(10**6) if f"{n:06d}" not in near)
+        return {"code": next(wrong), "next_code": next(wrong)}
 
     def _press(self) -> str:
         self.counter += 1

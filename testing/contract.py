@@ -38,7 +38,15 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from pydantic import ValidationError
 
-from secmod.hookspecs import CONTRACT_VERSION, Audience, ModuleInfo, ModuleSettings, Prompt, User
+from secmod.hookspecs import (
+    CONTRACT_VERSION,
+    Audience,
+    ModuleInfo,
+    ModuleSettings,
+    Prompt,
+    RecoveryMethod,
+    User,
+)
 
 __all__ = ["ModuleContract", "ModuleDriver", "Person", "find_leaks"]
 
@@ -98,6 +106,20 @@ class ModuleDriver:
     def wrong_answer(self, prompt: Prompt, user: User) -> dict[str, str]:
         """A well-formed answer that is wrong (another code, another device)."""
         raise NotImplementedError(f"{type(self).__name__} must give a wrong answer")
+
+    def answer_recovery(self, method: RecoveryMethod, user: User) -> dict[str, str]:
+        """Answer one of the module's recovery methods correctly, with codes never given
+        before (TOTP ``resync``: the code shown now, then the next one, after waiting for
+        it). Needed only when the module declares recovery methods."""
+        raise NotImplementedError(f"{type(self).__name__} must answer recovery method {method.name!r}")
+
+    def wrong_recovery_answer(self, method: RecoveryMethod, user: User) -> dict[str, str]:
+        """A well-formed answer to a recovery method with *every* field wrong.
+
+        The suite also mixes it with a right answer one field at a time, so a module
+        that ignores a field it asks for (a ``resync`` that checks only the first code)
+        fails."""
+        raise NotImplementedError(f"{type(self).__name__} must give a wrong answer to {method.name!r}")
 
     def secrets(self) -> Iterable[str]:
         """Values besides the answers and provisioned secrets (which the suite records
@@ -189,6 +211,19 @@ class Person:
         started = self.challenge()
         return self.verify(started, self.right_answer(started))
 
+    def recovery_methods(self) -> tuple[RecoveryMethod, ...]:
+        """The module's own recovery methods (not the host's backup code)."""
+        return tuple(self.host.modules[self.module].info.recovery_methods)
+
+    def right_recovery(self, method: RecoveryMethod) -> dict[str, str]:
+        return self._answer(self.driver.answer_recovery(method, self.user))
+
+    def wrong_recovery(self, method: RecoveryMethod) -> dict[str, str]:
+        return self._answer(self.driver.wrong_recovery_answer(method, self.user))
+
+    def recover(self, method: RecoveryMethod, answer: Mapping[str, str]) -> Any:
+        return self._saw(self.host.recover(self.user, self._answer(answer), method=method.name))
+
 
 def _all_rows(host: Any) -> Iterator[str]:
     """Every row of every table of the host's database, as text."""
@@ -206,6 +241,21 @@ class ModuleContract:
     Override ``host_settings`` to run every test with other ``secmod.toml`` keys
     (``database_url`` for PostgreSQL, say).
     """
+
+    # The suite's own fixtures, so that a module's tests need no plugin (and a host
+    # application's fixtures of the same names are never replaced by ours).
+    @pytest.fixture
+    def fake_clock(self) -> Any:
+        from .clock import FakeClock
+
+        return FakeClock()
+
+    @pytest.fixture
+    def make_host(self, tmp_path: Any, fake_clock: Any) -> Iterator[Callable[..., Any]]:
+        from .plugin import host_factory
+
+        with host_factory(tmp_path, fake_clock) as factory:
+            yield factory
 
     @pytest.fixture
     def driver(self) -> ModuleDriver:
@@ -335,11 +385,11 @@ class ModuleContract:
             assert result.outcome is Outcome.REJECTED, f"{answer!r} gave {result}"
             assert result.reason not in {"module_unavailable", "module_error"}, f"{answer!r} crashed the module"
         # The module's own recovery methods (TOTP: resync) face the same input.
-        for method in host.modules[driver.name].info.recovery_methods:
-            for answer in self._hostile_answers(Prompt(message="")):
-                result = host.recover(person.user, answer, method=method)
-                assert result.outcome is Outcome.REJECTED, f"recover {method} with {answer!r} gave {result}"
-                assert result.reason not in {"module_unavailable", "module_error"}, f"recover {method} crashed"
+        for method in person.recovery_methods():
+            for answer in self._hostile_answers(method.prompt):
+                result = host.recover(person.user, answer, method=method.name)
+                assert result.outcome is Outcome.REJECTED, f"recover {method.name} with {answer!r} gave {result}"
+                assert result.reason not in {"module_unavailable", "module_error"}, f"recover {method.name} crashed"
         crashes = [e for e in host.audit_events(limit=1000) if e.reason == "module_error"]
         assert not crashes, f"the module raised something other than ModuleError: {crashes}"
 
@@ -392,6 +442,107 @@ class ModuleContract:
         assert not errors, errors
         accepted = [r for r in results if r is not None and r.outcome is Outcome.ACCEPTED]
         assert len(accepted) == 1, results
+
+    # -- recovery methods (contract 1.1) ----------------------------------------------
+
+    @staticmethod
+    def _methods_of(person: Person) -> tuple[RecoveryMethod, ...]:
+        methods = person.recovery_methods()
+        if not methods:
+            pytest.skip(f"{person.module!r} declares no recovery methods")
+        return methods
+
+    def test_recovery_methods_are_offered_with_their_prompts(self, host: Any, person: Person) -> None:
+        methods = self._methods_of(person)
+        person.enrol()
+        offered = host.recovery_methods(person.user)
+        assert [m.name for m in offered] == ["backup_code", *(m.name for m in methods)]
+        for method in methods:
+            assert isinstance(method, RecoveryMethod) and method.label.strip() and method.prompt.message.strip()
+            assert method.prompt.fields, f"{method.name}: a recovery prompt asks for something"
+
+    def test_recovery_answer_is_accepted_once(self, person: Person) -> None:
+        from secmod.host import Outcome
+
+        person.enrol()
+        for method in self._methods_of(person):
+            answer = person.right_recovery(method)
+            result = person.recover(method, answer)
+            assert result.outcome is Outcome.ACCEPTED, f"{method.name}: the driver's right answer gave {result}"
+            again = person.recover(method, answer)
+            assert again.outcome is not Outcome.ACCEPTED, f"{method.name}: the same answer was accepted twice"
+            # Recovering leaves the person able to log in as usual.
+            assert person.login().outcome is Outcome.ACCEPTED, f"after {method.name} the next login failed"
+
+    def test_every_field_of_a_recovery_method_is_checked(
+        self, start_host: Callable[..., Any], driver: ModuleDriver
+    ) -> None:
+        # A right answer with any one field replaced by a wrong value must be refused:
+        # a resync that checks only the first of its two codes lets one leaked code in.
+        from secmod.host import Outcome
+
+        host = start_host(throttle={"max_code_failures": 1000})
+        person = Person(host, User(id="client-5", audience=Audience.CLIENT, email="kim@example.test"), driver)
+        person.enrol()
+        for method in self._methods_of(person):
+            wrong = person.wrong_recovery(method)
+            right = person.right_recovery(method)
+            for field_ in method.prompt.fields:
+                if wrong.get(field_.name) == right.get(field_.name):
+                    pytest.fail(f"{method.name}: the driver's wrong answer has the right {field_.name!r}")
+                mixed = {**right, field_.name: wrong.get(field_.name, "")}
+                result = person.recover(method, mixed)
+                assert result.outcome is Outcome.REJECTED, (
+                    f"{method.name}: accepted with a wrong {field_.name!r}: the module does not check it"
+                )
+            assert person.recover(method, right).outcome is Outcome.ACCEPTED, f"{method.name}: right answer refused"
+
+    def test_racing_recovery_answers_are_accepted_once(self, person: Person) -> None:
+        from secmod.host import Outcome
+
+        person.enrol()
+        for method in self._methods_of(person):
+            results = self._race(4, person.host.recover, person.user, person.right_recovery(method), method=method.name)
+            accepted = [r for r in results if r.outcome is Outcome.ACCEPTED]
+            assert len(accepted) == 1, f"{method.name}: {results}"
+
+    @staticmethod
+    def _race(count: int, call: Callable[..., Any], *args: Any, **kwargs: Any) -> list[Any]:
+        """``count`` threads make the same call at the same instant; their results."""
+        barrier = threading.Barrier(count)
+        results: list[Any] = []
+        errors: list[BaseException] = []
+
+        def submit() -> None:
+            try:
+                barrier.wait(timeout=10)
+                results.append(call(*args, **kwargs))
+            except BaseException as error:  # reported below; a thread must not die silently
+                errors.append(error)
+
+        threads = [threading.Thread(target=submit) for _ in range(count)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+        assert len(results) == count, f"{count - len(results)} submissions did not finish"
+        return results
+
+    def test_wrong_recovery_answers_are_throttled(self, host: Any, driver: ModuleDriver) -> None:
+        from secmod.host import Outcome
+
+        limit = host.settings.throttle.max_code_failures
+        methods = self._methods_of(Person(host, User(id="client-0", audience=Audience.CLIENT), driver))
+        for index, method in enumerate(methods):
+            # One person per method: a lockout is per person.
+            person = Person(host, User(id=f"client-t{index}", audience=Audience.CLIENT, email="lee@example.test"), driver)
+            person.enrol()
+            results = [person.recover(method, person.wrong_recovery(method)) for _ in range(limit)]
+            assert [r.outcome for r in results[:-1]] == [Outcome.REJECTED] * (limit - 1), results
+            assert results[-1].outcome is Outcome.LOCKED, f"{method.name}: {limit} wrong answers did not lock"
+            locked = person.recover(method, person.right_recovery(method))
+            assert locked.outcome is Outcome.LOCKED, f"{method.name}: judged an answer during a lockout"
 
     # -- restart -----------------------------------------------------------------
 
@@ -448,6 +599,9 @@ class ModuleContract:
         answer = person.right_answer(started)
         person.verify(started, answer)
         person.verify(started, answer)
+        for method in person.recovery_methods():
+            person.recover(method, person.wrong_recovery(method))
+            person.recover(method, person.right_recovery(method))
         try:
             person.host.continue_setup(person.user, "no-such-setup-step", answer)
         except SecmodError as error:

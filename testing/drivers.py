@@ -1,4 +1,7 @@
-"""Conformance drivers for the built-in modules: each plays a person and their device.
+"""The conformance driver of TOTP, which plays an authenticator app.
+
+Drivers of modules with a provider to fake live with their module:
+``secmod_duo.testing.DuoDriver``, and the YubiKey driver in that package's tests.
 
 They are written from the protocols, not from the modules' code (the TOTP driver
 computes RFC 6238 codes itself), so a mistake shared by a module and its driver
@@ -11,15 +14,14 @@ import base64
 import hashlib
 import hmac
 import struct
-from collections.abc import Iterable
 from typing import Any
 
-from secmod.hookspecs import Prompt, User
+from secmod.hookspecs import Prompt, RecoveryMethod, User
 
 from .clock import FakeClock
 from .contract import ModuleDriver
 
-__all__ = ["DuoDriver", "TotpDriver", "totp_code"]
+__all__ = ["TotpDriver", "totp_code"]
 
 
 def totp_code(secret: str, at: float, *, digits: int = 6, period: int = 30, digest: str = "sha1") -> str:
@@ -72,35 +74,20 @@ class TotpDriver(ModuleDriver):
             candidate = (candidate + 1) % 10**self.digits
         return {"code": str(candidate).zfill(self.digits)}
 
+    def answer_recovery(self, method: RecoveryMethod, user: User) -> dict[str, str]:
+        """``resync`` as a person does it: the code shown now, then, once the app shows
+        the next one, that one; the answer is sent when the second code appears."""
+        assert method.name == "resync", f"the TOTP driver knows no recovery method {method.name!r}"
+        self.clock.advance(self.period)
+        first = self._code(self.clock())
+        self.clock.advance(self.period)
+        return {"code": first, "next_code": self._code(self.clock())}
 
-class DuoDriver(ModuleDriver):
-    """A person with the Duo app: Duo's prompt (the fake) approves and sends them back.
-
-    Enrolment needs no answer (Duo enrols people itself), so the suite's setup-answer
-    tests skip. The right answer is the query the browser brings back from Duo; a
-    wrong one carries the right ``state`` with a code Duo never issued.
-
-    :param fake: a running :class:`secmod.testing.duo_fake.FakeDuo`.
-    :param redirect_url: the module's ``redirect_url`` setting.
-    """
-
-    name = "duo"
-
-    def __init__(self, fake: Any, redirect_url: str = "https://portal.example.test/login/duo/callback") -> None:
-        self.fake = fake
-        self.redirect_url = redirect_url
-
-    def settings(self) -> dict[str, Any]:
-        return self.fake.settings(self.redirect_url)
-
-    def answer_challenge(self, prompt: Prompt, user: User) -> dict[str, str]:
-        assert prompt.redirect_url, "a Duo challenge sends the browser to Duo"
-        return self.fake.come_back(prompt.redirect_url)
-
-    def wrong_answer(self, prompt: Prompt, user: User) -> dict[str, str]:
-        answer = self.answer_challenge(prompt, user)
-        forged = "".join(reversed(answer["duo_code"]))
-        return {**answer, "duo_code": forged if forged != answer["duo_code"] else forged + "x"}
-
-    def secrets(self) -> Iterable[str]:
-        return [self.fake.client_secret]
+    def wrong_recovery_answer(self, method: RecoveryMethod, user: User) -> dict[str, str]:
+        wrong = self.wrong_answer(Prompt(message=""), user)["code"]
+        # Two different codes, neither near now; a module checking one of them still refuses.
+        other = str((int(wrong) + 1) % 10**self.digits).zfill(self.digits)
+        near = {self._code(self.clock() + step * self.period) for step in range(-30, 31)}
+        while other in near or other == wrong:
+            other = str((int(other) + 1) % 10**self.digits).zfill(self.digits)
+        return {"code": wrong, "next_code": other}

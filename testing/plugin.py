@@ -1,4 +1,10 @@
-"""secmod's pytest plugin (entry point ``pytest11``): fixtures for hosts and modules.
+"""secmod's pytest plugin: fixtures for hosts and modules. Opt in to it.
+
+It is not loaded by merely installing secmod, so its fixture names cannot clash with a
+host application's own: load it with ``-p secmod.testing.plugin`` (``addopts``) or
+``pytest_plugins = ["secmod.testing.plugin"]`` in the top-level ``conftest.py``. A
+module's conformance suite (:class:`~secmod.testing.ModuleContract`) needs neither: it
+carries ``fake_clock`` and ``make_host`` itself.
 
 - ``fake_clock``: a :class:`~secmod.testing.FakeClock` to pass to hosts.
 - ``make_host``: builds :class:`secmod.host.Host` objects on a temporary SQLite file
@@ -12,6 +18,7 @@ The conformance suite (``secmod.testing.contract.ModuleContract``) builds on the
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -43,8 +50,9 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def make_host(tmp_path: Path, fake_clock: FakeClock) -> Iterator[Callable[..., Any]]:
+@contextlib.contextmanager
+def host_factory(tmp_path: Path, clock: Callable[[], float]) -> Iterator[Callable[..., Any]]:
+    """What ``make_host`` yields: builds hosts on ``tmp_path``, closes them at the end."""
     from secmod.host import Host
     from secmod.settings import SecmodSettings
 
@@ -55,13 +63,23 @@ def make_host(tmp_path: Path, fake_clock: FakeClock) -> Iterator[Callable[..., A
                 **settings: Any) -> Host:
         settings.setdefault("database_url", database_url or f"sqlite:///{tmp_path / 'secmod.db'}")
         settings.setdefault("sealing", {"key_file": str(tmp_path / "secmod.keys")})
-        host = Host(SecmodSettings(modules=modules or {}, **settings), clock=clock or fake_clock, **(host_kwargs or {}))
+        host = Host(SecmodSettings(modules=modules or {}, **settings), clock=clock or default_clock,
+                    **(host_kwargs or {}))
         hosts.append(host)
         return host
 
-    yield factory
-    for host in hosts:
-        host.close()
+    default_clock = clock
+    try:
+        yield factory
+    finally:
+        for host in hosts:
+            host.close()
+
+
+@pytest.fixture
+def make_host(tmp_path: Path, fake_clock: FakeClock) -> Iterator[Callable[..., Any]]:
+    with host_factory(tmp_path, fake_clock) as factory:
+        yield factory
 
 
 @pytest.fixture(scope="session")

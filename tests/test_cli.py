@@ -61,7 +61,7 @@ def test_enrol_verify_recover_status_disable(config):
     assert ok.exit_code == 0 and "accepted" in ok.output
     again = secmod("verify", "alice@example.com", "--code", next_code)
     assert again.exit_code == 1 and "You have 4 attempts remaining." in again.output
-    recovered = secmod("recover", "alice@example.com", "--code", backup)
+    recovered = secmod("recover", "alice@example.com", "--answer", f"code={backup}")
     assert recovered.exit_code == 0 and "Your New Backup Code is:" in recovered.output
     status = secmod("status", "alice@example.com")
     assert "totp, enrolled" in status.output and "backup codes left: 1" in status.output
@@ -99,6 +99,53 @@ def test_errors_are_one_line_without_traceback(config):
     assert "digits: Input should be 6 or 8" in result.output and "Traceback" not in result.output
     missing = runner.invoke(app, ["--config", str(config.parent / "nope.toml"), "modules"])
     assert missing.exit_code == 2 and "config file not found" in missing.output
+
+
+def test_recover_asks_for_the_fields_the_method_declares(config):
+    totp, backup = enroll("carol@example.com", config)
+    # TOTP's resync declares `code` and `next_code`: asked in order, with its prompt shown.
+    # The phone runs five minutes fast.
+    now = time.time()
+    asked = secmod("recover", "carol@example.com", "--method", "resync",
+                   input=f"{totp.at(now + 300)}\n{totp.at(now + 330)}\n")
+    assert "Enter two consecutive codes" in asked.output
+    assert "Code:" in asked.output and "Next code:" in asked.output
+    assert asked.exit_code == 0, asked.output
+    unknown = secmod("recover", "carol@example.com", "--method", "resync", "--answer", "pin=1")
+    assert unknown.exit_code == 1 and "asks for no field pin" in unknown.output and "code, next_code" in unknown.output
+    nothing = secmod("recover", "carol@example.com", "--method", "dance")
+    assert nothing.exit_code == 1 and "backup_code, resync" in nothing.output
+    malformed = secmod("recover", "carol@example.com", "--answer", "code")
+    assert malformed.exit_code == 1 and "FIELD=VALUE" in malformed.output
+    # The backup code is never echoed when typed.
+    typed = secmod("recover", "carol@example.com", input=backup + "\n")
+    assert typed.exit_code == 0 and backup not in typed.output
+
+
+def test_modules_add_their_commands_unless_the_settings_block_them(tmp_path):
+    from secmod.host.cli import add_module_commands
+
+    listed = runner.invoke(add_module_commands([]), ["--help"])
+    assert listed.exit_code == 0 and "yubikey" in listed.output
+    assert "import-keys" in runner.invoke(add_module_commands([]), ["yubikey", "--help"]).output
+    config = tmp_path / "secmod.toml"
+    config.write_text('[loading]\nblock = ["yubikey"]\n')
+    blocked = runner.invoke(add_module_commands(["--config", str(config)]), ["--help"])
+    assert blocked.exit_code == 0 and "yubikey" not in blocked.output
+    # The core app itself never gains a module's commands.
+    assert "yubikey" not in secmod("--help").output
+
+
+def test_module_commands_run_from_the_installed_secmod_command(tmp_path):
+    config = tmp_path / "secmod.toml"
+    config.write_text("[modules.yubikey]\n")
+    export = tmp_path / "export.csv"
+    export.write_text("1,vvcccccccccc,0011,zz,,,\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "secmod.host.cli", "--config", str(config), "yubikey", "import-keys", str(export)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2 and "line 1" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_enroll_picks_the_only_enabled_module_and_otherwise_asks(config):

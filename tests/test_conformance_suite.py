@@ -2,7 +2,8 @@
 
 A small counter-code module is run through ``ModuleContract`` once as written and
 once per deliberate flaw (accepting a code twice, logging codes, crashing on odd
-input, raising something other than ModuleError); each flaw must fail the contract
+input, raising something other than ModuleError, a resync that checks only the first of
+its two codes); each flaw must fail the contract
 tests that guard against it, and the flawless module must pass them all.
 """
 
@@ -20,13 +21,16 @@ import secrets
 import pytest
 
 from secmod.hookspecs import (
-    Accepted, Challenge, Field, ModuleError, ModuleInfo, Prompt, Provisioning, Rejected,
-    SetupComplete, SetupPrompt, hookimpl,
+    Accepted, Challenge, Field, ModuleError, ModuleInfo, Prompt, Provisioning, RecoveryMethod,
+    Rejected, SetupComplete, SetupPrompt, hookimpl,
 )
 from secmod.testing import ModuleContract, ModuleDriver
 
 log = logging.getLogger("counter")
 CODE = Field(name="code", label="Code")
+RESYNC = RecoveryMethod(name="resync", label="Resync", prompt=Prompt(
+    message="Two consecutive codes", fields=(CODE, Field(name="next_code", label="Next code")),
+))
 
 
 def code(secret, n):
@@ -39,7 +43,8 @@ class Counter:
 
     @hookimpl
     def configure(self):
-        return ModuleInfo(name="counter", friendly_name="Counter", short_description="Counter codes.")
+        return ModuleInfo(name="counter", friendly_name="Counter", short_description="Counter codes.",
+                          recovery_methods=(RESYNC,))
 
     @hookimpl
     def activate(self, request):
@@ -77,6 +82,17 @@ class Counter:
                 return Accepted(state={**request.state, "next": n + 1})
         return Rejected(reason="wrong_code")
 
+    @hookimpl
+    def recover(self, request):
+        if request.method != "resync":
+            return None
+        secret, first = request.state["secret"], request.state["next"]
+        for n in range(first, first + 50):
+            if request.answer.get("code") == code(secret, n):
+                if "resync_single_code" in self.flaws or request.answer.get("next_code") == code(secret, n + 1):
+                    return Accepted(state={**request.state, "next": n + 2}, reason="resync")
+        return Rejected(reason="resync_failed")
+
 
 class CounterDriver(ModuleDriver):
     name = "counter"
@@ -98,6 +114,14 @@ class CounterDriver(ModuleDriver):
     def wrong_answer(self, prompt, user):
         return {"code": "zzzzzzzz"}
 
+    def answer_recovery(self, method, user):
+        skipped = self.n + 10  # the device ran ahead of the module
+        self.n = skipped + 2
+        return {"code": code(self.secret, skipped), "next_code": code(self.secret, skipped + 1)}
+
+    def wrong_recovery_answer(self, method, user):
+        return {"code": "zzzzzzzz", "next_code": "yyyyyyyy"}
+
 
 def suite_for(*flaws):
     class Suite(ModuleContract):
@@ -112,6 +136,7 @@ TestAcceptsTwice = suite_for("accepts_twice")
 TestLogsCodes = suite_for("logs_codes")
 TestCrashesOnOddInput = suite_for("crashes_on_odd_input")
 TestSetupRaisesValueError = suite_for("setup_raises_value_error")
+TestResyncSingleCode = suite_for("resync_single_code")
 '''
 
 CAUGHT_BY = {
@@ -123,6 +148,7 @@ CAUGHT_BY = {
     "TestLogsCodes": {"test_no_secret_in_audit_logs_errors_or_reprs"},
     "TestCrashesOnOddInput": {"test_hostile_answers_are_rejected_without_crashing"},
     "TestSetupRaisesValueError": {"test_wrong_setup_answer_is_refused_and_can_be_retried"},
+    "TestResyncSingleCode": {"test_every_field_of_a_recovery_method_is_checked"},
 }
 
 
@@ -135,6 +161,6 @@ def test_each_flaw_fails_the_tests_that_guard_against_it(pytester: pytest.Pytest
         failed.setdefault(suite, set()).add(test.split("[")[0])
     passed, _, _ = run.listoutcomes()
     assert "TestFlawless" not in failed, failed.get("TestFlawless")
-    assert len([r for r in passed if "::TestFlawless::" in r.nodeid]) == 14
+    assert len([r for r in passed if "::TestFlawless::" in r.nodeid]) == 19
     for suite, guards in CAUGHT_BY.items():
         assert guards <= failed.get(suite, set()), f"{suite}: expected {guards} to fail, failed {failed.get(suite)}"

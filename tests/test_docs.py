@@ -20,7 +20,10 @@ from secmod.settings import SecmodSettings
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 EXAMPLE = DOCS / "examples" / "secmod-email"
-OUR_PAGES = ("index", "operator-guide", "settings", "module-authors", "tutorial", "lifecycle", "testing-modules")
+OUR_PAGES = (
+    "index", "operator-guide", "settings", "module-authors", "tutorial", "lifecycle", "testing-modules", "embedding",
+    "api",
+)
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 
 
@@ -122,8 +125,9 @@ def test_settings_reference_lists_every_key(monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def _cli_commands() -> set[str]:
-    from secmod.host.cli import app
+    from secmod.host.cli import add_module_commands
 
+    app = add_module_commands([])  # secmod's commands and the installed modules' own
     commands = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
     for group in app.registered_groups:
         commands |= {f"{group.name} {c.name or c.callback.__name__}" for c in group.typer_instance.registered_commands}
@@ -154,6 +158,32 @@ def test_site_builds_strictly(tmp_path: Path) -> None:
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    site = tmp_path / "site"
+    # Offline: no script, stylesheet or image from another site (the theme's highlight.js
+    # CDN is off; code is coloured by Pygments at build time).
+    remote = [
+        f"{page.relative_to(site)}: {found}"
+        for page in site.rglob("*.html")
+        for found in re.findall(r'<(?:script|link|img)[^>]+(?:src|href)="(?:https?:)?//[^"]+"', page.read_text())
+    ]
+    assert not remote, remote
+    # The lifecycle diagrams are pictures, not Mermaid source.
+    lifecycle = (site / "lifecycle" / "index.html").read_text()
+    assert "sequenceDiagram" not in lifecycle and lifecycle.count('.svg"') >= 3
+    # The API reference is generated from the docstrings.
+    api = (site / "api" / "index.html").read_text()
+    for documented in ("begin_challenge", "challenge_open", "recovery_methods", "StoreUnavailable", "RequestContext"):
+        assert documented in api, f"{documented} is missing from the API reference"
+
+
+def test_diagrams_are_rendered_from_their_current_sources() -> None:
+    spec = importlib.util.spec_from_file_location("render_diagrams", DOCS / "render_diagrams.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.stale() == [], "run python docs/render_diagrams.py --mermaid path/to/mermaid.min.js"
+    assert list(module.DIAGRAMS.glob("*.mmd")), "no diagram sources found"
+    for page in DOCS.glob("*.md"):
+        assert "```mermaid" not in page.read_text(), f"docs/{page.name}: draw the diagram in docs/diagrams/"
 
 
 def test_every_page_of_ours_is_in_the_nav() -> None:

@@ -12,9 +12,9 @@ import pytest
 from secmod.hookspecs import Audience, LogRedaction, User
 from secmod.host import Enrolled
 from secmod.host.redaction import REDACTED, redact_library_logs
-from secmod.testing.duo_fake import FakeDuo
+from secmod_duo.testing.fake import FakeDuo
 from secmod.testing.tls import LocalCA
-from secmod.testing.yubicloud_fake import FakeYubiCloud
+from secmod_yubikey.testing.yubicloud_fake import FakeYubiCloud
 
 DUO_USER = User(id="duo-1", audience=Audience.CLIENT, email="ann@example.com")
 KEY_USER = User(id="key-1", audience=Audience.CLIENT, email="ben@example.com")

@@ -29,6 +29,11 @@ def test_generated_package_installs_and_passes_its_own_suite(scratch_venv: Scrat
     assert result.returncode == 0, result.stdout + result.stderr
     summary = result.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"\d+ passed in [\d.]+s", summary), summary  # nothing skipped, failed or erroring
+    # Its command joins the secmod command line through register_commands.
+    config = tmp_path / "secmod.toml"
+    config.write_text("[modules.sms_code]\nlook_ahead = 20\n")
+    shown = scratch_venv.run("-m", "secmod.host.cli", "--config", str(config), "sms_code", "settings")
+    assert "look_ahead = 20" in shown.stdout and "digits = (default)" in shown.stdout, shown.stdout + shown.stderr
 
 
 def test_every_hook_is_implemented_with_a_docstring(tmp_path: Path) -> None:

@@ -200,6 +200,10 @@ class VerifyOut(BaseModel):
     locked_until: datetime | None
     detail: str
     new_backup_codes: list[str]
+    challenge_open: bool = Field(
+        description="The same challenge_id may be answered again (a rejected TOTP code); "
+        "false: start a new challenge before the next answer."
+    )
 
 
 class SetupOut(BaseModel):
@@ -211,6 +215,16 @@ class SetupOut(BaseModel):
     detail: str = ""
     backup_codes: list[str] = []
     message: str = ""
+
+
+class RecoveryMethodOut(BaseModel):
+    name: str = Field(description="The `method` to send to /recover")
+    label: str = Field(description="The link or button that offers it")
+    prompt: PromptOut = Field(description="What to ask: send the fields back as the `answer`")
+
+
+class RecoveryMethodsOut(BaseModel):
+    methods: list[RecoveryMethodOut] = Field(description="The backup code first, then the module's; empty when not enrolled")
 
 
 class DisableOut(BaseModel):
@@ -303,6 +317,15 @@ def continue_setup(body: SetupContinueRequest, request: Request) -> SetupOut:
         raise ApiError(410, "setup_expired", str(error)) from None
     except ModuleUnavailable as error:
         raise ApiError(503, "module_unavailable", str(error)) from None
+
+
+@router.post("/recovery-methods", response_model=RecoveryMethodsOut)
+def recovery_methods(body: UserRequest, request: Request) -> RecoveryMethodsOut:
+    """The ways back in the person has, each with the prompt to render (any module's)."""
+    methods = _host(request).recovery_methods(body.user.as_user())
+    return RecoveryMethodsOut(methods=[
+        RecoveryMethodOut(name=m.name, label=m.label, prompt=_prompt(m.prompt)) for m in methods
+    ])
 
 
 @router.post("/recover", response_model=VerifyOut, responses={404: {"model": ErrorResponse, "description": "unknown_module"}})

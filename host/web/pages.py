@@ -4,10 +4,14 @@ The two areas run the same flow with their own audience and URLs (WHMCS keeps cl
 administrators apart). The session keeps one slot per audience::
 
     {"account_id": 7, "stage": "second_factor" | "must_set_up" | "in", "remember": bool,
-     "challenge_id": ..., "fields": [...], "redirect_module": "duo" | None, "setup_id": ...}
+     "challenge": {"id": ..., "module": ..., "prompt": {...} | "redirect": True, "expires_at": ...},
+     "setup_id": ...}
 
-``redirect_module`` is set while a challenge waits for the browser to come back from a
-redirecting module; only then does ``/login/{module}/callback`` judge anything.
+A challenge is started once and shown again on every page view, and after every wrong
+answer that leaves it open (``VerifyResult.challenge_open``): a one-shot challenge (an
+email code) is replaced only when the person asks for a new one. A challenge with
+``redirect`` waits for the browser to come back from a redirecting module; only then does
+``/login/{module}/callback`` judge anything.
 
 Only ``stage == "in"`` is logged in; ``must_set_up`` is logged in but sent to the security
 page until a second factor is enrolled (WHMCS's forced enrolment).
@@ -15,15 +19,15 @@ page until a second factor is enrolled (WHMCS's forced enrolment).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
-from secmod.hookspecs import Audience, messages
+from secmod.hookspecs import BACKUP_CODE_METHOD, Audience, Field, Prompt, RecoveryMethod, messages
 from secmod.host import (
     CALLBACK_PATH,
-    ChallengeStarted,
     Enrolled,
     LoginStep,
     ModuleUnavailable,
@@ -256,13 +260,43 @@ def _pending(request: Request, area: Area) -> tuple[Account, dict[str, Any]]:
     return account, slot
 
 
+def _saved_prompt(saved: dict[str, Any]) -> Prompt:
+    data = saved["prompt"]
+    return Prompt(message=data["message"], instructions=data.get("instructions", ""),
+                  fields=tuple(Field(**item) for item in data.get("fields", ())))
+
+
+def _open_challenge(request: Request, slot: dict[str, Any]) -> dict[str, Any] | None:
+    """The challenge this session started and may still answer, if any."""
+    saved = slot.get("challenge")
+    if not saved or saved["expires_at"] <= web_of(request).host.clock():
+        return None
+    return saved
+
+
 def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None = None, status_code: int = 200) -> Response:
-    """Start a challenge and show its form; or go to the provider (Duo); or say why not."""
+    """Show the open challenge; or start one (or go to the provider, Duo); or say why not.
+
+    After a rejection a new challenge is started only by the person (the "Try again"
+    link), so a wrong answer never re-sends an email code or calls a provider again.
+    """
     account, slot = _pending(request, area)
     host = web_of(request).host
     unavailable = ""
-    started: ChallengeStarted | VerifyResult | None = None
-    if result is None or result.outcome is not Outcome.LOCKED:
+    prompt: Prompt | None = None
+    saved = _open_challenge(request, slot)
+    if saved is not None and "prompt" not in saved:
+        saved = None  # a redirect (Duo): each page view is a new trip to the provider
+    if result is not None and not result.challenge_open:
+        saved = None
+        slot = {key: value for key, value in slot.items() if key != "challenge"}
+        _set_slot(request, area, slot)
+    elif saved is not None and result is None and not _still_due(request, account, saved):
+        # Disabled, or enrolled anew, since the challenge started: ask secmod what is due.
+        return _next_step(request, area, account, {k: v for k, v in slot.items() if k != "challenge"})
+    elif saved is not None:
+        prompt = _saved_prompt(saved)
+    elif result is None:
         try:
             started = host.begin_challenge(account.as_user(), context=client_context(request))
         except UserLocked as locked:
@@ -272,25 +306,46 @@ def _challenge_page(request: Request, area: Area, *, result: VerifyResult | None
         except NotEnrolled:
             # Disabled by an admin since the password step: ask secmod again what is due.
             return _next_step(request, area, account, slot)
-    if isinstance(started, VerifyResult):  # the provider is down and the operator chose fail open
-        return _finish_login(request, area, slot)
-    if started is not None:
-        redirect_module = started.module if started.prompt.redirect_url else None
-        _set_slot(request, area, {**slot, "challenge_id": started.challenge_id,
-                                  "fields": [field.name for field in started.prompt.fields],
-                                  "redirect_module": redirect_module})
-        if started.prompt.redirect_url and result is None:
-            return RedirectResponse(started.prompt.redirect_url, status_code=303)
+        else:
+            if isinstance(started, VerifyResult):  # the provider is down and the operator chose fail open
+                return _finish_login(request, area, slot)
+            if started.prompt.redirect_url:
+                # Duo: this page view is the way to the provider; nothing to show again.
+                _set_slot(request, area, {**slot, "challenge": {
+                    "id": started.challenge_id, "module": started.module, "redirect": True,
+                    "expires_at": started.expires_at.timestamp(),
+                }})
+                return RedirectResponse(started.prompt.redirect_url, status_code=303)
+            prompt = started.prompt
+            shown = dataclasses.replace(prompt, provisioning=None)
+            _set_slot(request, area, {**slot, "challenge": {
+                "id": started.challenge_id, "module": started.module, "prompt": dataclasses.asdict(shown),
+                "expires_at": started.expires_at.timestamp(),
+            }})
+    methods = [m for m in _recovery_methods(request, account) if m.name != BACKUP_CODE_METHOD]
     return _page(
         request, area, "second_factor.html", status_code=status_code,
         required=messages.SECOND_FACTOR_REQUIRED_ADMIN if area.is_admin else messages.SECOND_FACTOR_REQUIRED_CLIENT,
-        prompt=started.prompt if started else None, result=result, unavailable=unavailable,
+        prompt=prompt, result=result, unavailable=unavailable, recovery_methods=methods,
     )
+
+
+def _still_due(request: Request, account: Account, saved: dict[str, Any]) -> bool:
+    state = web_of(request).host.login_state(account.as_user())
+    return state.step is LoginStep.CHALLENGE and state.module == saved.get("module")
+
+
+def _recovery_methods(request: Request, account: Account) -> tuple[RecoveryMethod, ...]:
+    try:
+        return web_of(request).host.recovery_methods(account.as_user())
+    except SecmodError:
+        return ()
 
 
 def _judge(request: Request, area: Area, answer: dict[str, str]) -> Response:
     account, slot = _pending(request, area)
-    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=slot.get("challenge_id"),
+    saved = slot.get("challenge") or {}
+    result = web_of(request).host.verify(account.as_user(), answer, challenge_id=saved.get("id"),
                                          context=client_context(request))
     if result.accepted:
         return _finish_login(request, area, slot)
@@ -319,8 +374,12 @@ def admin_second_factor_answer(request: Request) -> Response:
 
 def _second_factor_answer(request: Request, area: Area) -> Response:
     _, slot = _pending(request, area)
+    saved = _open_challenge(request, slot)
+    if saved is None or "prompt" not in saved:
+        # Nothing open to answer (expired meanwhile): show a fresh challenge instead.
+        return _challenge_page(request, area)
     form = request.state.form
-    return _judge(request, area, {name: str(form.get(name, "")) for name in slot.get("fields", [])})
+    return _judge(request, area, {field.name: str(form.get(field.name, "")) for field in _saved_prompt(saved).fields})
 
 
 @router.get(CALLBACK_PATH)
@@ -334,9 +393,9 @@ def module_callback(request: Request, module: str) -> Response:
     """
     answer = {key: value for key, value in request.query_params.items()}
     for area in (CLIENT, ADMIN):
-        slot = _slot(request, area) or {}
-        if (_account(request, area, "second_factor") is not None and slot.get("challenge_id")
-                and slot.get("redirect_module") == module):
+        saved = (_slot(request, area) or {}).get("challenge") or {}
+        if (_account(request, area, "second_factor") is not None and saved.get("redirect")
+                and saved.get("module") == module):
             return _judge(request, area, answer)
     for area in (CLIENT, ADMIN):
         if _account(request, area, "second_factor") is not None:
@@ -382,6 +441,55 @@ def admin_backup_form(request: Request) -> Response:
 @router.post("/admin/login/backup")
 def admin_backup_login(request: Request) -> Response:
     return _backup_login(request, ADMIN)
+
+
+# -- a module's recovery methods (TOTP: resync) ----------------------------------------
+
+
+def _recovery_method(request: Request, area: Area, name: str) -> tuple[Account, dict[str, Any], RecoveryMethod]:
+    account, slot = _pending(request, area)
+    found = next((m for m in _recovery_methods(request, account) if m.name == name), None)
+    if found is None or found.name == BACKUP_CODE_METHOD:  # the backup code has its own page
+        raise HTTPException(status_code=404)
+    return account, slot, found
+
+
+def _recovery_form(request: Request, area: Area, name: str, *, result: VerifyResult | None = None,
+                   status_code: int = 200) -> Response:
+    _, _, method = _recovery_method(request, area, name)
+    return _page(request, area, "recover.html", method=method, result=result, status_code=status_code)
+
+
+def _recovery_answer(request: Request, area: Area, name: str) -> Response:
+    account, slot, method = _recovery_method(request, area, name)
+    form = request.state.form
+    answer = {f.name: f.value if f.kind == "hidden" else str(form.get(f.name, "")) for f in method.prompt.fields}
+    result = web_of(request).host.recover(account.as_user(), answer, method=method.name,
+                                          context=client_context(request))
+    if result.accepted:
+        return _finish_login(request, area, slot)
+    return _recovery_form(request, area, name, result=result,
+                          status_code=401 if result.outcome is Outcome.REJECTED else 429)
+
+
+@router.get("/login/recover/{method}")
+def client_recovery_form(request: Request, method: str) -> Response:
+    return _recovery_form(request, CLIENT, method)
+
+
+@router.post("/login/recover/{method}")
+def client_recovery_answer(request: Request, method: str) -> Response:
+    return _recovery_answer(request, CLIENT, method)
+
+
+@router.get("/admin/login/recover/{method}")
+def admin_recovery_form(request: Request, method: str) -> Response:
+    return _recovery_form(request, ADMIN, method)
+
+
+@router.post("/admin/login/recover/{method}")
+def admin_recovery_answer(request: Request, method: str) -> Response:
+    return _recovery_answer(request, ADMIN, method)
 
 
 # -- the client area ------------------------------------------------------------------

@@ -189,7 +189,7 @@ def test_admin_is_challenged_with_the_admin_wording(admin: Any, fake_clock: Any)
 
 
 def test_settings_the_form_cannot_edit_are_kept_as_written(admin: Any, web: Any) -> None:
-    from secmod.testing.yubicloud_fake import FakeYubiCloud
+    from secmod_yubikey.testing.yubicloud_fake import FakeYubiCloud
 
     with FakeYubiCloud() as cloud:
         key = cloud.new_key()

@@ -97,8 +97,8 @@ def test_without_a_token_configured_the_api_is_off(tmp_path: Path) -> None:
 
 def test_openapi_describes_the_api_only(client: Any) -> None:
     schema = client.get("/openapi.json").json()
-    assert set(schema["paths"]) == {f"/api/v1/{name}" for name in
-                                    ("login-state", "challenge", "verify", "setup", "setup/continue", "recover", "disable")}
+    names = ("login-state", "challenge", "verify", "setup", "setup/continue", "recovery-methods", "recover", "disable")
+    assert set(schema["paths"]) == {f"/api/v1/{name}" for name in names}
     assert "ErrorResponse" in schema["components"]["schemas"]
 
 
@@ -106,3 +106,14 @@ def test_openapi_names_the_bearer_token(client: Any) -> None:
     schema = client.get("/openapi.json").json()
     assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert schema["paths"]["/api/v1/verify"]["post"]["security"] == [{"HTTPBearer": []}]
+
+
+def test_recovery_methods_come_with_the_prompt_to_render(client: Any, fake_clock: Any) -> None:
+    assert call(client, "/recovery-methods", {"user": ADA}) == {"methods": []}
+    enrol(client, fake_clock)
+    methods = call(client, "/recovery-methods", {"user": ADA})["methods"]
+    assert [m["name"] for m in methods] == ["backup_code", "resync"]
+    resync = methods[1]
+    assert resync["label"] == "Resynchronise your authenticator"
+    assert [f["name"] for f in resync["prompt"]["fields"]] == ["code", "next_code"]
+    assert resync["prompt"]["provisioning"] is None and resync["prompt"]["redirect_url"] is None

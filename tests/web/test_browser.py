@@ -203,7 +203,7 @@ def test_backup_code_login_shows_a_new_code(page: Any, start_host: Any, fake_clo
 
 
 def test_admin_activates_a_module_and_forces_clients_to_set_up(page: Any, start_host: Any, fake_clock: Any) -> None:
-    from secmod.testing.yubicloud_fake import FakeYubiCloud
+    from secmod_yubikey.testing.yubicloud_fake import FakeYubiCloud
 
     with FakeYubiCloud() as cloud:
         host = start_host()
@@ -253,7 +253,7 @@ def _modules_toml(name: str, settings: dict[str, Any]) -> str:
 
 
 def test_duo_login_goes_to_duo_and_back(page: Any, start_host: Any) -> None:
-    from secmod.testing.duo_fake import FakeDuo
+    from secmod_duo.testing.fake import FakeDuo
 
     with FakeDuo(interactive=True) as duo:
         host = start_host(before_start=lambda url: _modules_toml(
@@ -276,7 +276,7 @@ def test_duo_login_goes_to_duo_and_back(page: Any, start_host: Any) -> None:
 
 
 def test_yubikey_login_with_the_software_key(page: Any, start_host: Any) -> None:
-    from secmod.testing.yubicloud_fake import FakeYubiCloud
+    from secmod_yubikey.testing.yubicloud_fake import FakeYubiCloud
 
     with FakeYubiCloud() as cloud:
         key = cloud.new_key()

@@ -190,7 +190,7 @@ def test_a_locked_person_is_told_until_when_at_the_next_login(client: Any, fake_
 def test_duo_outage_leaves_the_backup_code(tmp_path: Any, fake_clock: Any) -> None:
     import tomlkit
     from secmod.host.web import create_app
-    from secmod.testing.duo_fake import FakeDuo
+    from secmod_duo.testing.fake import FakeDuo
 
     from .conftest import API_TOKEN, CONFIG, TestClient
 

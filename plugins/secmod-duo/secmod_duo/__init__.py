@@ -412,8 +412,8 @@ def configure() -> ModuleInfo:
 
 
 @hookimpl
-def activate(request: ActivateRequest) -> Activation:
-    settings: DuoSettings = request.settings  # type: ignore[assignment]
+def activate(request: ActivateRequest[DuoSettings]) -> Activation:
+    settings = request.settings
     if not settings.configured:
         raise ModuleError(
             "not configured: set client_id, client_secret and api_hostname in [modules.duo]",
@@ -426,16 +426,16 @@ def activate(request: ActivateRequest) -> Activation:
 
 
 @hookimpl
-def setup_user(request: SetupRequest) -> SetupComplete:
+def setup_user(request: SetupRequest[DuoSettings]) -> SetupComplete:
     # As WHMCS: nothing to exchange here; Duo enrols the person at their first Duo login.
-    settings: DuoSettings = request.settings  # type: ignore[assignment]
+    settings = request.settings
     return SetupComplete(state={"username": _duo_username(settings, request.user)},
                          message=messages.DUO_SETUP_NEXT_LOGIN)
 
 
 @hookimpl
-def challenge(request: ChallengeRequest) -> Challenge:
-    settings: DuoSettings = request.settings  # type: ignore[assignment]
+def challenge(request: ChallengeRequest[DuoSettings]) -> Challenge:
+    settings = request.settings
     username = str(request.state.get("username") or _duo_username(settings, request.user))
     redirect_url = settings.redirect_url or request.callback_url
     if not redirect_url:
@@ -462,8 +462,8 @@ def challenge(request: ChallengeRequest) -> Challenge:
 
 
 @hookimpl
-def verify(request: VerifyRequest) -> Verdict:
-    settings: DuoSettings = request.settings  # type: ignore[assignment]
+def verify(request: VerifyRequest[DuoSettings]) -> Verdict:
+    settings = request.settings
     try:
         return _verify(settings, request)
     except ProviderUnavailable:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import secmod_duo
-from secmod.testing.duo_fake import FakeDuo
+from secmod_duo.testing.fake import FakeDuo
 from secmod.testing.tls import LocalCA
 
 REDIRECT = "https://portal.example.com/login/duo/callback"

@@ -3,8 +3,8 @@
 import pytest
 
 from secmod.testing import ModuleContract
-from secmod.testing.duo_fake import FakeDuo
-from secmod.testing.drivers import DuoDriver
+from secmod_duo.testing.fake import FakeDuo
+from secmod_duo.testing import DuoDriver
 
 
 class TestDuoConformance(ModuleContract):

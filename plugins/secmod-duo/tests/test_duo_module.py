@@ -31,7 +31,7 @@ from secmod.hookspecs import (
     messages,
 )
 from secmod.host import Enrolled, LoginStep, ModuleUnavailable, Outcome
-from secmod.testing.duo_fake import closed_port
+from secmod_duo.testing.fake import closed_port
 
 ALICE = User(id="1", audience=Audience.CLIENT, email="alice@example.com")
 BOB = User(id="2", audience=Audience.CLIENT, email="bob@example.com")

@@ -17,8 +17,8 @@ import requests
 from typer.testing import CliRunner
 
 from secmod.host.cli import app
-from secmod.testing.duo_fake import FakeDuo, closed_port, jwt_decode, jwt_encode
 from secmod_duo import DuoClient
+from secmod_duo.testing.fake import FakeDuo, closed_port, jwt_decode, jwt_encode
 
 REDIRECT = "https://portal.example.com/login/duo/callback"
 
@@ -114,7 +114,7 @@ def test_closed_port_refuses_connections():
 def test_running_the_fake_prints_settings_to_paste(tmp_path):
     env = {**os.environ, "NO_PROXY": "127.0.0.1,localhost"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "secmod.testing.duo_fake", "--port", "0", "--no-prompt"],
+        [sys.executable, "-m", "secmod_duo.testing.fake", "--port", "0", "--no-prompt"],
         stdout=subprocess.PIPE, text=True, env=env,
     )
     try:

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import io
 import re
 from datetime import UTC, datetime
 from typing import Literal
 
 import pyotp
-import segno
 from pydantic import Field as SettingField
 
 from secmod.hookspecs import (
@@ -31,6 +29,7 @@ from secmod.hookspecs import (
     Prompt,
     Provisioning,
     RecoverRequest,
+    RecoveryMethod,
     Rejected,
     SetupComplete,
     SetupPrompt,
@@ -62,7 +61,10 @@ class TotpSettings(ModuleSettings):
     period: int = SettingField(30, ge=15, le=120)
     algorithm: Literal["SHA1", "SHA256", "SHA512"] = "SHA1"
     window: int = SettingField(1, ge=0, le=10)
-    issuer: str = SettingField("secmod", min_length=1, max_length=64)
+    issuer: str | None = SettingField(
+        None, min_length=1, max_length=64,
+        description="The name authenticator apps show; unset, the host's own issuer setting.",
+    )
     skew_search_minutes: int = SettingField(10, ge=0, le=24 * 60)
     max_drift_minutes: int = SettingField(10, ge=0, le=24 * 60)
     resync_search_minutes: int = SettingField(24 * 60, ge=1, le=7 * 24 * 60)
@@ -156,6 +158,23 @@ def _diagnose_login(
     return "" if step is None else describe_skew((step - current) * settings.period, now)
 
 
+RESYNC = RecoveryMethod(
+    name="resync",
+    label="Resynchronise your authenticator",
+    prompt=Prompt(
+        message="Enter two consecutive codes from your authenticator app",
+        instructions=(
+            "If your codes are refused because your device's clock is wrong, type the code "
+            "it shows now, wait for the next one, and type that too."
+        ),
+        fields=(
+            Field(name="code", label="Code", placeholder="123456"),
+            Field(name="next_code", label="Next code", placeholder="654321"),
+        ),
+    ),
+)
+
+
 @hookimpl
 def configure() -> ModuleInfo:
     return ModuleInfo(
@@ -167,32 +186,29 @@ def configure() -> ModuleInfo:
             "No configuration required."
         ),
         settings_model=TotpSettings,
-        recovery_methods=("resync",),
+        contract=">=1.1,<2",  # RecoveryMethod and the host-drawn QR code are 1.1
+        recovery_methods=(RESYNC,),
     )
 
 
 @hookimpl
-def activate(request: ActivateRequest) -> Activation:
+def activate(request: ActivateRequest[TotpSettings]) -> Activation:
     return Activation(message="No configuration required.")
 
 
 @hookimpl
-def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
-    settings: TotpSettings = request.settings  # type: ignore[assignment]
+def setup_user(request: SetupRequest[TotpSettings]) -> SetupPrompt | SetupComplete:
+    settings = request.settings
     if request.answer is None or request.pending is None:
         secret = pyotp.random_base32()  # 160 bits; unpadded, so the URI has no %3D
-        uri = _totp(settings, secret).provisioning_uri(name=request.user.label, issuer_name=settings.issuer)
-        qr = segno.make(uri, error="m")
-        svg, text = io.BytesIO(), io.StringIO()
-        qr.save(svg, kind="svg", scale=4, xmldecl=False, svgns=True, dark="#111", light="#fff")
-        qr.terminal(out=text, compact=True)
+        issuer = settings.issuer or request.issuer or "secmod"
+        uri = _totp(settings, secret).provisioning_uri(name=request.user.label, issuer_name=issuer)
+        # The host draws the QR codes from the URI.
         prompt = Prompt(
             message=messages.TOTP_CONNECT_APP,
             instructions=messages.TOTP_SETUP_INSTRUCTIONS.replace("6-digit", f"{settings.digits}-digit"),
             fields=(Field(name="code", label="Authentication code", max_length=settings.digits, placeholder="123456"[: settings.digits]),),
-            provisioning=Provisioning(
-                secret=secret, uri=uri, qr_svg=svg.getvalue().decode(), qr_terminal=text.getvalue()
-            ),
+            provisioning=Provisioning(secret=secret, uri=uri),
         )
         return SetupPrompt(prompt=prompt, pending={"secret": secret})
     secret = request.pending["secret"]
@@ -208,8 +224,8 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
 
 
 @hookimpl
-def challenge(request: ChallengeRequest) -> Challenge:
-    settings: TotpSettings = request.settings  # type: ignore[assignment]
+def challenge(request: ChallengeRequest[TotpSettings]) -> Challenge:
+    settings = request.settings
     return Challenge(
         prompt=Prompt(
             message=messages.TOTP_ENTER_CODE,
@@ -219,8 +235,8 @@ def challenge(request: ChallengeRequest) -> Challenge:
 
 
 @hookimpl
-def verify(request: VerifyRequest) -> Verdict:
-    settings: TotpSettings = request.settings  # type: ignore[assignment]
+def verify(request: VerifyRequest[TotpSettings]) -> Verdict:
+    settings = request.settings
     state = request.state
     code = _clean(request.answer.get("code"), settings.digits)
     if code is None:
@@ -240,7 +256,7 @@ def verify(request: VerifyRequest) -> Verdict:
 
 
 @hookimpl
-def recover(request: RecoverRequest) -> Verdict | None:
+def recover(request: RecoverRequest[TotpSettings]) -> Verdict | None:
     """``resync``: two consecutive codes (``code`` then ``next_code``) from a drifted device.
 
     The device may be behind or ahead by up to ``resync_search_minutes``; both codes
@@ -250,7 +266,7 @@ def recover(request: RecoverRequest) -> Verdict | None:
     """
     if request.method != "resync":
         return None
-    settings: TotpSettings = request.settings  # type: ignore[assignment]
+    settings = request.settings
     first = _clean(request.answer.get("code"), settings.digits)
     second = _clean(request.answer.get("next_code"), settings.digits)
     if first is None or second is None:

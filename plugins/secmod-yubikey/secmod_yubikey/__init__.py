@@ -282,8 +282,8 @@ def configure() -> ModuleInfo:
 
 
 @hookimpl
-def activate(request: ActivateRequest) -> Activation:
-    settings: YubikeySettings = request.settings  # type: ignore[assignment]
+def activate(request: ActivateRequest[YubikeySettings]) -> Activation:
+    settings = request.settings
     if settings.mode == "local":
         return Activation(message=f"Local validation with {len(settings.keys)} imported YubiKey(s).")
     if settings.client_id is None or settings.secret_key is None:
@@ -318,8 +318,8 @@ def _otp_field() -> Field:
 
 
 @hookimpl
-def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
-    settings: YubikeySettings = request.settings  # type: ignore[assignment]
+def setup_user(request: SetupRequest[YubikeySettings]) -> SetupPrompt | SetupComplete:
+    settings = request.settings
     if request.answer is None or request.pending is None:
         return SetupPrompt(
             prompt=Prompt(message=TOUCH_KEY, instructions=TOUCH_KEY_INSTRUCTIONS, fields=(_otp_field(),)),
@@ -355,13 +355,13 @@ def setup_user(request: SetupRequest) -> SetupPrompt | SetupComplete:
 
 
 @hookimpl
-def challenge(request: ChallengeRequest) -> Challenge:
+def challenge(request: ChallengeRequest[YubikeySettings]) -> Challenge:
     return Challenge(prompt=Prompt(message=ENTER_OTP, instructions=TOUCH_KEY_INSTRUCTIONS, fields=(_otp_field(),)))
 
 
 @hookimpl
-def verify(request: VerifyRequest) -> Verdict:
-    settings: YubikeySettings = request.settings  # type: ignore[assignment]
+def verify(request: VerifyRequest[YubikeySettings]) -> Verdict:
+    settings = request.settings
     bound = _bound(request.state)
     candidates = otp_candidates(request.answer.get("otp"))
     if not candidates:
@@ -386,3 +386,11 @@ def verify(request: VerifyRequest) -> Verdict:
     if counters is not None:
         entry["last"] = list(counters)
     return Accepted(state={**request.state, "keys": {**bound, public_id: entry}})
+
+
+@hookimpl
+def register_commands(cli: Any) -> None:
+    """``secmod yubikey import-keys``: local-mode keys from a programming tool's export."""
+    from .cli import import_keys  # typer and the settings file only when the CLI asks
+
+    cli.command("import-keys")(import_keys)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from secmod.hookspecs import Audience, User
-from secmod.testing.yubicloud_fake import FakeYubiCloud
+from secmod_yubikey.testing.yubicloud_fake import FakeYubiCloud
 
 
 @pytest.fixture(autouse=True)

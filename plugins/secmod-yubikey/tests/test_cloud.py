@@ -17,9 +17,9 @@ from secmod.hookspecs import (
     messages,
 )
 from secmod.host import Enrolled, LoginStep, ModuleUnavailable, Outcome
-from secmod.testing.soft_yubikey import SoftYubiKey
+from secmod_yubikey.testing.soft_yubikey import SoftYubiKey
 from secmod.testing.tls import LocalCA
-from secmod.testing.yubicloud_fake import FakeYubiCloud, KeyStore
+from secmod_yubikey.testing.yubicloud_fake import FakeYubiCloud, KeyStore
 import secmod_yubikey
 from secmod_yubikey import YubikeySettings
 

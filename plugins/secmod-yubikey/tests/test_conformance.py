@@ -9,8 +9,8 @@ import pytest
 
 from secmod.hookspecs import Prompt, User
 from secmod.testing import ModuleContract, ModuleDriver
-from secmod.testing.soft_yubikey import SoftYubiKey
-from secmod.testing.yubicloud_fake import FakeYubiCloud
+from secmod_yubikey.testing.soft_yubikey import SoftYubiKey
+from secmod_yubikey.testing.yubicloud_fake import FakeYubiCloud
 
 
 class _KeyPerPerson(ModuleDriver):

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 from yubico_client import Yubico
 
-from secmod.testing.soft_yubikey import to_dvorak
-from secmod.testing.yubicloud_fake import FakeYubiCloud, sign
+from secmod_yubikey.testing.soft_yubikey import to_dvorak
+from secmod_yubikey.testing.yubicloud_fake import FakeYubiCloud, sign
 
 API_KEY = "AAECAwQFBgcICQoLDA0ODxAREhM="  # bytes 0..19, the worked example's key
 NONCE = "abcdefghijklmnopqrstuvwxy"

@@ -11,7 +11,7 @@ import pytest
 from secmod.hookspecs import User, messages
 from secmod.host import Enrolled, Outcome
 from secmod.host.sealing import KeyRing
-from secmod.testing.soft_yubikey import SoftYubiKey
+from secmod_yubikey.testing.soft_yubikey import SoftYubiKey
 from secmod_yubikey import YubikeySettings
 from secmod_yubikey.keys import KeyImportError, LocalKey, dump_keys, load_key_table, merge_keys, parse_key_export
 

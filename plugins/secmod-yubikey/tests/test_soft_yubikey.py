@@ -1,6 +1,6 @@
 """The software YubiKey and both OTP decoders against the published test vectors.
 
-secmod.testing.soft_yubikey (used by the fake server) and secmod_yubikey.otp (used by
+secmod_yubikey.testing.soft_yubikey (used by the fake server) and secmod_yubikey.otp (used by
 local mode) are separate implementations; each must agree with the vectors of
 docs/protocols.md §3, so neither can be "right" only by agreeing with the other.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from secmod.testing.soft_yubikey import (
+from secmod_yubikey.testing.soft_yubikey import (
     DVORAK,
     MODHEX,
     CRC_RESIDUE,

@@ -160,8 +160,8 @@ class EmailModule:
         )
 
     @hookimpl
-    def activate(self, request: ActivateRequest) -> Activation:
-        settings: EmailSettings = request.settings  # type: ignore[assignment]
+    def activate(self, request: ActivateRequest[EmailSettings]) -> Activation:
+        settings = request.settings
         try:
             return Activation(message=self.mailer.check(settings))
         except (OSError, smtplib.SMTPException) as error:
@@ -171,8 +171,8 @@ class EmailModule:
             ) from None
 
     @hookimpl
-    def setup_user(self, request: SetupRequest) -> SetupPrompt | SetupComplete:
-        settings: EmailSettings = request.settings  # type: ignore[assignment]
+    def setup_user(self, request: SetupRequest[EmailSettings]) -> SetupPrompt | SetupComplete:
+        settings = request.settings
         if request.answer is None or request.pending is None:
             address = request.user.email
             if "@" not in address:
@@ -186,8 +186,8 @@ class EmailModule:
         return SetupComplete(state={"address": request.pending["address"]})
 
     @hookimpl
-    def challenge(self, request: ChallengeRequest) -> Challenge:
-        settings: EmailSettings = request.settings  # type: ignore[assignment]
+    def challenge(self, request: ChallengeRequest[EmailSettings]) -> Challenge:
+        settings = request.settings
         address = request.state["address"]
         return Challenge(
             prompt=self._prompt(settings, address, "Enter the code we emailed you"),
@@ -196,8 +196,8 @@ class EmailModule:
         )
 
     @hookimpl
-    def verify(self, request: VerifyRequest) -> Verdict:
-        settings: EmailSettings = request.settings  # type: ignore[assignment]
+    def verify(self, request: VerifyRequest[EmailSettings]) -> Verdict:
+        settings = request.settings
         if request.pending is None:
             # No challenge, an expired one, or one already answered: the host hands
             # pending data over once, which is what makes each code single-use.
@@ -209,7 +209,7 @@ class EmailModule:
         return Accepted()
 
     @hookimpl
-    def forget_user(self, request: ForgetRequest) -> None:
+    def forget_user(self, request: ForgetRequest[EmailSettings]) -> None:
         """Nothing is kept outside secmod's database, so there is nothing to release."""
 
 

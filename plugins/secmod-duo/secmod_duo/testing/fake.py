@@ -27,7 +27,7 @@ proxy would. For "Duo down", stop the server or use :func:`closed_port`.
 
 Try secmod without a Duo account::
 
-    python -m secmod.testing.duo_fake --port 8443 --interactive
+    python -m secmod_duo.testing.fake --port 8443 --interactive
 
 prints a ``[modules.duo]`` table to paste into ``secmod.toml``.
 """
@@ -53,7 +53,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from .tls import LocalCA, LoopbackServer
+from secmod.testing.tls import LocalCA, LoopbackServer
 
 __all__ = ["FakeDuo", "HEALTH_MODES", "TOKEN_MODES", "closed_port", "random_client_id", "random_client_secret"]
 
@@ -521,7 +521,7 @@ class FakeDuo:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m secmod.testing.duo_fake",
+        prog="python -m secmod_duo.testing.fake",
         description="Run a fake Duo API host on 127.0.0.1 for trying secmod without a Duo account.",
     )
     parser.add_argument("--port", type=int, default=8443, help="port to listen on (0: any free port)")

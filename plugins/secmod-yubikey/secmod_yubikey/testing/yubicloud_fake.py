@@ -3,7 +3,7 @@
 It behaves like Yubico's reference server, yubikey-val (``ykval-verify.php``), step by
 step as docs/protocols.md §2.6 (shared) describes: early errors signed with an *empty*
 HMAC key and without otp/nonce, the request signature checked with the client's API
-key, the OTP decrypted with the AES key it holds (:mod:`secmod.testing.soft_yubikey`),
+key, the OTP decrypted with the AES key it holds (:mod:`secmod_yubikey.testing.soft_yubikey`),
 REPLAYED_REQUEST and REPLAYED_OTP by the stored counters and nonce, and every answer
 signed over its sorted fields. The YubiKey module is tested through the real
 ``yubico_client.Yubico`` against it, never by patching the library.
@@ -26,7 +26,7 @@ servers: an OTP accepted by one is a replay for the others. For "no server at al
 
 Try the YubiKey module without a YubiCloud account::
 
-    python -m secmod.testing.yubicloud_fake --port 8080
+    python -m secmod_yubikey.testing.yubicloud_fake --port 8080
 
 prints a soft key's OTPs and a ``[modules.yubikey]`` table for ``secmod.toml``.
 """
@@ -51,7 +51,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .soft_yubikey import DVORAK, MODHEX, SoftYubiKey, TokenError, decode_otp
-from .tls import LoopbackServer
+from secmod.testing.tls import LoopbackServer
 
 __all__ = ["STATUSES", "FakeYubiCloud", "KeyStore", "sign"]
 

@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[postgresql,web,test,docs]' $(foreach p,$(PLUGINS),-e $(p))
+	$(BIN)/python -m pip install --quiet -e '.[postgresql,web,test,docs,bench]' $(foreach p,$(PLUGINS),-e $(p))
 	touch $@
 
 setup: $(STAMP)
@@ -28,6 +28,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/verify.py
+	$(BIN)/python bench/run.py
 
 docs: setup
 	$(BIN)/mkdocs build --strict

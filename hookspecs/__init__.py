@@ -8,6 +8,7 @@ A third-party module imports only this package::
 from . import messages
 from .errors import ModuleError, ProviderUnavailable
 from .markers import CONTRACT_VERSION, PROJECT, hookimpl
+from .observe import add_provider_observer, provider_call
 from .types import (
     BACKUP_CODE_METHOD,
     Accepted,
@@ -67,7 +68,9 @@ __all__ = [
     "User",
     "Verdict",
     "VerifyRequest",
+    "add_provider_observer",
     "frozen_mapping",
+    "provider_call",
     "hookimpl",
     "messages",
 ]

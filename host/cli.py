@@ -354,8 +354,37 @@ def check() -> None:
         except ModuleUnavailable as error:
             failed = True
             typer.secho(f"{name}: FAILED: {error}", fg="red", err=True)
+    _warn_about_other_hosts(host)
     if failed:
         raise typer.Exit(1)
+
+
+def _warn_about_other_hosts(host: Any) -> None:
+    from .fleet import disagreeing_hosts, settings_fingerprint
+
+    fingerprint = settings_fingerprint(host.settings, host.module_settings)
+    typer.echo(f"settings fingerprint: {fingerprint}")
+    for other in disagreeing_hosts(host.engine, fingerprint):
+        typer.secho(
+            f"warning: host {other.name} (started {other.seen_at:%Y-%m-%d %H:%M:%S UTC}) shares this database "
+            f"with different settings (fingerprint {other.fingerprint})", err=True, fg="yellow",
+        )
+
+
+@app.command()
+@_one_line_errors
+def purge() -> None:
+    """Delete audit events and used backup codes past [retention], and expired pending steps.
+
+    In small batches, so logins go on meanwhile; `secmod serve` also does it every
+    [retention] purge_every_minutes.
+    """
+    from .retention import purge as purge_now
+
+    host = _host()
+    purged = purge_now(host.engine, host.settings.retention, now=host.clock())
+    typer.echo(f"purged {purged.audit_events} audit events, {purged.pending_steps} expired pending steps, "
+               f"{purged.used_backup_codes} used backup codes")
 
 
 @app.command()
@@ -410,11 +439,29 @@ def keys_rotate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on (default [web] host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default [web] port).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Worker processes (default [web] workers).")
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(help="text, or json lines (default [web] log_format).")
+    ] = None,
+    access_log: Annotated[
+        bool | None,
+        typer.Option(
+            "--access-log/--no-access-log", help="Log each request (default [web] access_log)."
+        ),
+    ] = None,
 ) -> None:
     """Run the reference web host: client area, admin area and JSON API."""
     from secmod.host.web import serve as run_web_host
 
-    run_web_host(_state["config"], host=host, port=port)
+    if log_format not in (None, "text", "json"):
+        raise Failure(f"--log-format must be text or json, not {log_format!r}")
+    run_web_host(
+        _state["config"], host=host, port=port, workers=workers,
+        log_format=log_format,  # type: ignore[arg-type]  # checked just above
+        access_log=access_log,
+    )
 
 
 @app.command("new-module")

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AuditEvent", "BackupCode", "Enrolment", "PendingStep", "Throttle", "open_engine"]
+__all__ = ["AuditEvent", "BackupCode", "Enrolment", "HostRecord", "PendingStep", "Throttle", "open_engine"]
 
 log = logging.getLogger("secmod.host")
 
@@ -65,7 +65,7 @@ class BackupCode(SQLModel, table=True):
     user_id: str = Field(max_length=255, index=True)
     code_hash: str = Field(max_length=255, repr=False)
     created_at: float
-    used_at: float | None = None
+    used_at: float | None = Field(default=None, index=True)
 
 
 class Throttle(SQLModel, table=True):
@@ -104,6 +104,17 @@ class AuditEvent(SQLModel, table=True):
     detail: str = Field(default="", max_length=500)
     client_ip: str = Field(default="", max_length=64)
     user_agent: str = Field(default="", max_length=255)
+
+
+class HostRecord(SQLModel, table=True):
+    """A host sharing this database, with a digest of its effective settings (host/fleet.py)."""
+
+    __tablename__ = "secmod_host"
+    __table__: ClassVar[sa.Table]  # set by SQLAlchemy; declared for type checkers
+
+    name: str = Field(primary_key=True, max_length=255)  # machine, or machine:port for a web host
+    fingerprint: str = Field(max_length=64)
+    seen_at: float
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:

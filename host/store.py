@@ -376,6 +376,27 @@ class Store:
             conn.execute(_AUDIT_INSERT, audit.values() | {"reason": f"replaced:{previous}" if previous else "ok"})
         return True
 
+    def bulk_enrol(self, rows: Sequence[tuple[User, str, str]], now: float) -> None:
+        """Add many new enrolments (person, module, sealed state) at once: imports and the
+        bench's million people. No audit rows and no backup codes; the people must be new.
+        PostgreSQL gets them through COPY, one stream instead of a statement per row."""
+        columns = ("audience", "user_id", "module", "state", "version", "created_at", "updated_at")
+        values = [(user.audience.value, user.id, module, state, 1, now, now) for user, module, state in rows]
+        if not self.is_postgresql:
+            with self._connect() as conn:
+                conn.execute(_enrolment.insert(), [dict(zip(columns, row, strict=True)) for row in values])
+            return
+        raw = self.engine.raw_connection()
+        try:
+            with raw.cursor() as cursor, cursor.copy(  # type: ignore[attr-defined]
+                f"COPY {_enrolment.name} ({', '.join(columns)}) FROM STDIN"
+            ) as copy:
+                for row in values:
+                    copy.write_row(row)
+            raw.commit()
+        finally:
+            raw.close()
+
     def _replace_backup_codes(self, conn: Connection, user: User, hashes: Sequence[str], now: float) -> None:
         conn.execute(_backup.delete().where(*self._who(_backup, user)))
         if hashes:

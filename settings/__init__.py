@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
@@ -25,6 +25,7 @@ __all__ = [
     "BackupCodeSettings",
     "ConfigError",
     "LoadingSettings",
+    "RetentionSettings",
     "SealingSettings",
     "SecmodSettings",
     "ThrottleSettings",
@@ -77,6 +78,19 @@ class BackupCodeSettings(_Section):
     """How many one-use codes a person holds at once (WHMCS: 1)."""
 
 
+class RetentionSettings(_Section):
+    """``[retention]``: how long records are kept; the purge deletes in small batches."""
+
+    audit_days: int = Field(365, ge=0)
+    """Audit events older than this are deleted; 0 keeps them forever."""
+    used_backup_code_days: int = Field(365, ge=0)
+    """Backup codes used longer ago than this are deleted; 0 keeps them. Unused ones stay."""
+    purge_every_minutes: int = Field(60, ge=0)
+    """How often each ``secmod serve`` worker purges; 0 leaves it to ``secmod purge`` (cron)."""
+    batch_size: int = Field(1000, ge=1, le=100_000)
+    """Rows per delete transaction: small, so no login waits on a long one."""
+
+
 class WebSettings(_Section):
     """``[web]``: the reference web host (``secmod serve``)."""
 
@@ -95,6 +109,16 @@ class WebSettings(_Section):
     """Where the web host keeps its own accounts and sessions (webhost_* tables); default: database_url."""
     secure_cookies: bool = False
     """Mark the session cookie Secure (set it when the site is served over https)."""
+    workers: int = Field(1, ge=1, le=64)
+    """Worker processes of ``secmod serve`` (uvicorn's supervisor restarts one that dies)."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object per log line, for log shippers."""
+    access_log: bool = False
+    """A line per request (query strings hidden). Off by default: it costs CPU on every
+    verify, and the reverse proxy in front usually keeps one already."""
+    settings_editable: bool = True
+    """False makes the admin settings pages read-only: for operators who deploy
+    ``secmod.toml`` to several hosts themselves (the page writes only the local file)."""
 
 
 class SecmodSettings(BaseSettings):
@@ -120,6 +144,7 @@ class SecmodSettings(BaseSettings):
     throttle: ThrottleSettings = ThrottleSettings()
     backup_codes: BackupCodeSettings = BackupCodeSettings()
     web: WebSettings = WebSettings()
+    retention: RetentionSettings = RetentionSettings()
     modules: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Raw ``[modules.NAME]`` tables; validated by each module's settings model."""
 

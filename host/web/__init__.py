@@ -9,15 +9,23 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import shutil
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
+from fastapi import FastAPI
 from secmod.hookspecs import Audience
+from secmod.host.fleet import host_name
+from secmod.settings import config_path, load_settings
 
 from .accounts import AccountStore
-from .app import create_app
+from .app import HOST_NAME_ENV, create_app
+from .logs import LogFormat, log_config
+from .observability import MULTIPROC_ENV
 
-__all__ = ["HideQueryStrings", "create_app", "ensure_first_admin", "serve"]
+__all__ = ["HideQueryStrings", "app_from_environment", "create_app", "ensure_first_admin", "serve"]
 
 DEFAULT_ADMIN_EMAIL = "admin@localhost"
 
@@ -57,16 +65,55 @@ class HideQueryStrings(logging.Filter):
         return True
 
 
-def serve(config: str | Path | None = None, *, host: str | None = None, port: int | None = None) -> None:
-    """Run the web host with uvicorn (``secmod serve``)."""
+def app_from_environment() -> FastAPI:
+    """The app of one ``secmod serve --workers N`` worker (config from ``$SECMOD_CONFIG``)."""
+    return create_app(None)
+
+
+def _metrics_directory(workers: int) -> str | None:
+    """Make prometheus-client count across worker processes; returns a folder we made.
+
+    An operator's own ``PROMETHEUS_MULTIPROC_DIR`` is used as given, emptied of the
+    previous run's files (prometheus-client's rule: clean it before the server starts).
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    if workers == 1:
+        return None
+    made = tempfile.mkdtemp(prefix="secmod-metrics-")
+    os.environ[MULTIPROC_ENV] = made
+    return made
+
+
+def serve(
+    config: str | Path | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int | None = None,
+    log_format: LogFormat | None = None,
+    access_log: bool | None = None,
+) -> None:
+    """Run the web host with uvicorn (``secmod serve``); the options default to ``[web]``.
+
+    Several workers are uvicorn's own processes under its supervisor, which replaces a
+    worker that dies. They share nothing but the database, exactly as several hosts do.
+    """
     import uvicorn
 
-    app = create_app(config)
+    path = config_path(config)
+    # The name this host's settings fingerprint is kept under (host/fleet.py); workers inherit it.
+    os.environ.setdefault(HOST_NAME_ENV, host_name(port or load_settings(config).web.port))
+    app = create_app(config)  # migrates the database once, before any worker starts
     web = app.state.web
     settings = web.host.settings
     ensure_first_admin(web.accounts)
     bind_host = host or settings.web.host
     bind_port = port or settings.web.port
+    workers = workers or settings.web.workers
     listening = f"http://{bind_host}:{bind_port}"
     # People must browse the public address: Duo comes back to it, and security keys
     # are bound to it (a key registered at localhost does not answer at 127.0.0.1).
@@ -76,7 +123,22 @@ def serve(config: str | Path | None = None, *, host: str | None = None, port: in
         print(f"listening on {listening}")
     if not settings.web.api_token:
         print("JSON API off: set [web] api_token to turn /api/v1 on")
-    server_config = uvicorn.Config(app, host=bind_host, port=bind_port, log_level="info")
-    # uvicorn sets its loggers up in Config(); the filter goes on after that.
-    logging.getLogger("uvicorn.access").addFilter(HideQueryStrings())
-    uvicorn.Server(server_config).run()
+    if workers > 1:
+        print(f"{workers} worker processes")
+    options: dict[str, Any] = {
+        "host": bind_host, "port": bind_port, "log_level": "info",
+        "log_config": log_config(log_format or settings.web.log_format),
+        "access_log": settings.web.access_log if access_log is None else access_log,
+    }
+    made_directory = _metrics_directory(workers)
+    try:
+        if workers == 1:
+            uvicorn.Server(uvicorn.Config(app, **options)).run()
+        else:
+            web.close()
+            # The workers read the same file; a path relative to here means nothing to them.
+            os.environ["SECMOD_CONFIG"] = str(path)
+            uvicorn.run(f"{__name__}:app_from_environment", factory=True, workers=workers, **options)
+    finally:
+        if made_directory:
+            shutil.rmtree(made_directory, ignore_errors=True)

@@ -42,6 +42,19 @@ def _page(request: Request, template: str, account: Any, *, status_code: int = 2
     return render(request, template, area=ADMIN, account=account, status_code=status_code, **context)
 
 
+def _settings_context(request: Request) -> dict[str, Any]:
+    """What the settings pages say about editing here and about the other hosts."""
+    web = web_of(request)
+    return {"editable": web.host.settings.web.settings_editable, "other_hosts": web.other_hosts(),
+            "this_host": web.name}
+
+
+def _refuse_if_read_only(request: Request) -> None:
+    if not web_of(request).host.settings.web.settings_editable:
+        raise HTTPException(403, "The settings are read-only on this host ([web] settings_editable = false): "
+                                 "change secmod.toml where it is deployed, on every host.")
+
+
 @router.get("")
 def admin_home(request: Request) -> Response:
     admin_account(request)
@@ -62,6 +75,7 @@ def two_factor_settings(request: Request) -> Response:
         request, "admin/two_factor.html", account, modules=modules, broken=sorted(host.registry.broken.values(),
         key=lambda b: b.name), missing=missing, global_settings=GLOBAL_SETTINGS,
         force={"force_clients": host.settings.force_clients, "force_admins": host.settings.force_admins},
+        **_settings_context(request),
     )
 
 
@@ -89,6 +103,7 @@ def _apply(request: Request, candidate: Path, *, activate: str | None = None) ->
 @router.post("/2fa/global")
 def save_global_settings(request: Request) -> Response:
     account = admin_account(request)
+    _refuse_if_read_only(request)
     web = web_of(request)
     form = request.state.form
     with web.reload_lock:
@@ -126,7 +141,7 @@ def _module_page(request: Request, account: Any, name: str, *, error: str = "", 
     status = {key: (key in form) if form is not None else getattr(current, key) for key in ("clients", "admins")}
     redirect_url = host.callback_url(module.name)
     return _page(request, "admin/module.html", account, module=module, inputs=inputs, status=status,
-                 error=error, status_code=status_code, redirect_url=redirect_url)
+                 error=error, status_code=status_code, redirect_url=redirect_url, **_settings_context(request))
 
 
 @router.get("/2fa/{name}")
@@ -137,6 +152,7 @@ def module_settings(request: Request, name: str) -> Response:
 @router.post("/2fa/{name}")
 def save_module_settings(request: Request, name: str) -> Response:
     account = admin_account(request)
+    _refuse_if_read_only(request)
     web = web_of(request)
     module = _module_or_404(request, name)
     form = request.state.form

@@ -55,7 +55,7 @@ def error_response(status: int, code: str, message: str, **extra: Any) -> JSONRe
 _bearer = HTTPBearer(auto_error=False, description="[web] api_token from secmod.toml")
 
 
-def require_token(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
+async def require_token(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> None:
     token = request.app.state.web.host.settings.web.api_token
     if not token:
         raise ApiError(503, "api_disabled", "The JSON API is off: set [web] api_token in secmod.toml to turn it on.")

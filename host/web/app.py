@@ -7,11 +7,15 @@ applications in other languages).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
+import logging
+import os
+import random
 import secrets
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,17 +28,32 @@ from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, Signer
 from secmod.hookspecs import messages
 from secmod.host import Host, RequestContext
+from secmod.host.fleet import (
+    HostFingerprint,
+    disagreeing_hosts,
+    host_name,
+    record_fingerprint,
+    settings_fingerprint,
+)
+from secmod.host.retention import purge
 from secmod.host.storage import open_engine
 from secmod.settings import config_path, load_settings
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import cookie_parser
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .accounts import AccountStore, Session, SessionStore, stored_secret
+from .observability import HealthCheck, MeteredHost, health_endpoint, metrics_endpoint
 
 __all__ = ["WebHost", "client_context", "create_app"]
 
+log = logging.getLogger("secmod.web")
+
 HERE = Path(__file__).parent
 SESSION_COOKIE = "secmod_session"
+HOST_NAME_ENV = "SECMOD_HOST_NAME"
 IDLE_SECONDS = 8 * 3600
 REMEMBER_SECONDS = 30 * 24 * 3600
 
@@ -85,6 +104,8 @@ class WebHost:
         self.config_file = config_path(config)
         self._config_arg = config
         self.host_kwargs = dict(host_kwargs or {})
+        # How this host is named among those sharing the database (`secmod serve` sets it).
+        self.name = os.environ.get(HOST_NAME_ENV) or host_name()
         self._host = self._build_host()
         self.reload_lock = threading.Lock()
         settings = self._host.settings
@@ -99,9 +120,14 @@ class WebHost:
         # any database lookup; the key is [web] session_secret, else one made and kept.
         secret = settings.web.session_secret or stored_secret(self.accounts_engine, "session_cookie")
         self.cookie_signer = Signer(secret, salt="secmod.web.session")
+        self.health = HealthCheck()
 
     def _build_host(self) -> Host:
-        return Host(load_settings(self.config_file if self.config_file.exists() else self._config_arg), **self.host_kwargs)
+        file = self.config_file if self.config_file.exists() else self._config_arg
+        host = MeteredHost(load_settings(file), **self.host_kwargs)
+        self.fingerprint = settings_fingerprint(host.settings, host.module_settings)
+        record_fingerprint(host.engine, self.name, self.fingerprint)
+        return host
 
     @property
     def host(self) -> Host:
@@ -113,6 +139,10 @@ class WebHost:
         fresh = self._build_host()
         previous, self._host = self._host, fresh
         previous.close()
+
+    def other_hosts(self) -> list[HostFingerprint]:
+        """Hosts on this database whose settings differ from this one's."""
+        return disagreeing_hosts(self._host.engine, self.fingerprint)
 
     def server_time(self) -> datetime:
         return datetime.fromtimestamp(self._host.clock(), UTC)
@@ -171,6 +201,75 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
 
+# Paths that never touch a browser session: no cookie is read and no session row loaded.
+SESSIONLESS_PREFIXES = ("/api/", "/static/", "/metrics", "/healthz")
+
+
+class SessionsAndHeaders:
+    """Loads the browser session, saves it when changed, adds the security headers.
+
+    A pure ASGI middleware: Starlette's ``@app.middleware("http")`` runs every request
+    through a second task and memory streams, which cost more than a verify itself.
+    """
+
+    def __init__(self, app: ASGIApp, *, web: WebHost) -> None:
+        self.app = app
+        self.web = web
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        static = path.startswith("/static/")
+        session: Session | None = None
+        if not path.startswith(SESSIONLESS_PREFIXES):
+            cookie = _cookie(scope, SESSION_COOKIE)
+            session = await run_in_threadpool(self.web.sessions.load, _unsign(self.web, cookie))
+            if not session.get("csrf"):
+                session["csrf"] = secrets.token_urlsafe(32)
+            scope.setdefault("state", {})["session"] = session
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if session is not None and session.changed:
+                    for value in await self._cookie_headers(session):
+                        headers.append("set-cookie", value)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if not static:
+                    # Pages carry codes, QR secrets and names: never keep them in a cache.
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _cookie_headers(self, session: Session) -> list[str]:
+        web = self.web
+        token = await run_in_threadpool(web.sessions.save, session)
+        secure = web.host.settings.web.secure_cookies
+        carrier = Response()
+        if token is None:
+            carrier.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True,
+                                  samesite="lax")
+        else:
+            carrier.set_cookie(
+                SESSION_COOKIE, web.cookie_signer.sign(token).decode(), path="/", httponly=True,
+                samesite="lax", secure=secure,
+                # A browser-session cookie until "remember me" is honoured after the second factor.
+                max_age=REMEMBER_SECONDS if session.persistent else None,
+            )
+        return carrier.headers.getlist("set-cookie")
+
+
+def _cookie(scope: Scope, name: str) -> str | None:
+    for key, value in scope["headers"]:
+        if key == b"cookie":
+            return cookie_parser(value.decode("latin-1")).get(name)
+    return None
+
+
 def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] | None = None) -> FastAPI:
     """The reference web host for ``config`` (``secmod.toml``; embedded defaults when absent).
 
@@ -183,7 +282,9 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        purging = asyncio.create_task(_purge_periodically(web))
         yield
+        purging.cancel()
         web.close()
 
     app = FastAPI(
@@ -200,34 +301,9 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
     app.include_router(pages.router)
     app.include_router(admin.router)
 
-    @app.middleware("http")
-    async def sessions_and_headers(request: Request, call_next: Callable[[Request], Any]) -> Response:
-        uses_session = not (_is_api(request) or request.url.path.startswith("/static/"))
-        session: Session | None = None
-        if uses_session:
-            session = await run_in_threadpool(web.sessions.load, _unsign(web, request.cookies.get(SESSION_COOKIE)))
-            if not session.get("csrf"):
-                session["csrf"] = secrets.token_urlsafe(32)
-            request.state.session = session
-        response: Response = await call_next(request)
-        if session is not None and session.changed:
-            token = await run_in_threadpool(web.sessions.save, session)
-            secure = web.host.settings.web.secure_cookies
-            if token is None:
-                response.delete_cookie(SESSION_COOKIE, path="/", secure=secure, httponly=True, samesite="lax")
-            else:
-                response.set_cookie(
-                    SESSION_COOKIE, web.cookie_signer.sign(token).decode(), path="/", httponly=True,
-                    samesite="lax", secure=secure,
-                    # A browser-session cookie until "remember me" is honoured after the second factor.
-                    max_age=REMEMBER_SECONDS if session.persistent else None,
-                )
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not request.url.path.startswith("/static/"):
-            # Pages carry codes, QR secrets and names: never keep them in a cache.
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(SessionsAndHeaders, web=web)
+    app.add_route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False)
+    app.add_route("/healthz", health_endpoint, methods=["GET"], include_in_schema=False)
 
     @app.exception_handler(api.ApiError)
     async def api_error(request: Request, error: api.ApiError) -> Response:
@@ -263,6 +339,30 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
         return api.error_response(422, "invalid_request", problems or "The request is not valid.")
 
     return app
+
+
+async def _purge_periodically(web: WebHost) -> None:
+    """Each worker purges now and then (host/retention.py): batches, so logins never wait.
+
+    The first run waits at least half an interval, spread at random, so that workers
+    and hosts started together do not all purge at the same moment.
+    """
+    delay = random.uniform(0.5, 1.0)  # noqa: S311 - spreading work, not a secret
+    while True:
+        minutes = web.host.settings.retention.purge_every_minutes
+        await asyncio.sleep(max(minutes, 1) * 60 * delay)
+        delay = 1.0
+        if not minutes:
+            continue
+        host = web.host
+        try:
+            purged = await run_in_threadpool(purge, host.engine, host.settings.retention, now=host.clock())
+        except Exception as error:  # noqa: BLE001 - a failed purge is retried next time
+            log.warning("purge failed (%s); retrying in %d minutes", type(error).__name__, minutes)
+            continue
+        if purged.total:
+            log.info("purged %d audit events, %d expired pending steps, %d used backup codes",
+                     purged.audit_events, purged.pending_steps, purged.used_backup_codes)
 
 
 def _unsign(web: WebHost, cookie: str | None) -> str | None:

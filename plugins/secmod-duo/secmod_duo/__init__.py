@@ -60,6 +60,7 @@ from secmod.hookspecs import (
     VerifyRequest,
     hookimpl,
     messages,
+    provider_call,
 )
 
 __all__ = ["DuoClient", "DuoSettings"]
@@ -385,7 +386,8 @@ def _duo_username(settings: DuoSettings, user: User) -> str:
 
 def _health_check(settings: DuoSettings) -> _Failure | None:
     try:
-        _client(settings).health_check()
+        with provider_call("duo", "health_check"):
+            _client(settings).health_check()
     except ModuleError:
         raise
     except Exception as error:  # DuoException, and whatever escapes it unwrapped
@@ -503,9 +505,10 @@ def _verify(settings: DuoSettings, request: VerifyRequest) -> Verdict:
         return Rejected(reason="state_mismatch")
     client = _client(settings, str(pending.get("redirect_url") or settings.redirect_url))
     try:
-        claims = client.exchange_authorization_code_for_2fa_result(
-            duo_code, str(pending["username"]), nonce=str(pending["nonce"])
-        )
+        with provider_call("duo", "token_exchange"):
+            claims = client.exchange_authorization_code_for_2fa_result(
+                duo_code, str(pending["username"]), nonce=str(pending["nonce"])
+            )
     except Exception as error:  # DuoException, and json.JSONDecodeError unwrapped
         return _refusal(_classify(error, settings))
     result = claims.get("auth_result")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from secmod.hookspecs import LogRedaction
+from secmod.hookspecs import LogRedaction, provider_call
 from yubico_client import Yubico
 from yubico_client.yubico_exceptions import (
     InvalidClientIdError,
@@ -128,7 +128,8 @@ def ask(
             client_id, key=secret_key, translate_otp=False, api_urls=list(api_urls),
             ca_certs_bundle_path=ca_file, max_retries=max_retries, retry_delay=retry_delay,
         )
-        response = client.verify(otp, timestamp=True, timeout=timeout, return_response=True)
+        with provider_call("yubicloud", "verify"):
+            response = client.verify(otp, timestamp=True, timeout=timeout, return_response=True)
     except StatusCodeError as error:
         if error.status_code == "REPLAYED_OTP":
             return CloudAnswer("replayed", statuses=("REPLAYED_OTP",))

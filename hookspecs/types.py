@@ -26,6 +26,7 @@ __all__ = [
     "Activation",
     "ActivateRequest",
     "Audience",
+    "BrowserCeremony",
     "Challenge",
     "ChallengeRequest",
     "DescribeRequest",
@@ -138,6 +139,11 @@ class ModuleSettings(BaseModel):
     ``Field(title=..., description=...)`` gives each setting its label and help text on
     the admin form. Bound every number (``ge``/``le``): a setting is operator input.
     Declare file paths as :data:`ConfigPath`.
+
+    The host validates the model with the pydantic validation context
+    ``{"base_url": "<[web] base_url>"}`` (contract 1.1), so a validator can derive a
+    default from the site's public address (WebAuthn's relying party, a callback URL);
+    anything else that validates it may pass no context, so treat it as optional.
     """
 
     # Pydantic puts rejected values in str(ValidationError); a setting may be a secret.
@@ -247,6 +253,8 @@ class Field:
     :param label: the text beside it.
     :param kind: ``text``, ``number``, ``password`` or ``hidden``.
     :param max_length: a hint for the input; the module still checks its input.
+    :param required: False lets the person leave it empty (an optional name). Added in
+        contract 1.1; hosts before it treat every field as required.
     :param value: what a ``hidden`` field sends back unchanged (a step marker, a key
         handle); added in contract 1.1. Only hidden fields carry one: what a person types
         is never pre-filled. Hidden from ``repr``; the page does show it, so never put a
@@ -259,6 +267,7 @@ class Field:
     placeholder: str = ""
     max_length: int | None = None
     autocomplete: str = "one-time-code"
+    required: bool = True
     value: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
@@ -280,6 +289,55 @@ class Provisioning:
     qr_terminal: str = field(default="", repr=False)
 
 
+# -- browser ceremonies (contract 1.1) -------------------------------------------------
+# Kept in their own block: other additions to this file stay clear of it when merging.
+
+CeremonyKind = Literal["webauthn.create", "webauthn.get"]
+"""The browser ceremonies a host knows how to run."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BrowserCeremony:
+    """Something only the person's browser can do, such as touching a security key.
+
+    Added in contract 1.1. A prompt carrying one asks the host's page to run the
+    ceremony with ``options_json`` and to post the browser's JSON result back as the
+    answer field ``answer_field``. A host that has no browser (the CLI) refuses such a
+    prompt with a clear "needs a browser" error; the JSON API hands ``kind`` and
+    ``options_json`` to its client, which runs the ceremony and sends the result back
+    in ``answer_field``.
+
+    :param kind: ``webauthn.create`` (register a credential: the options are
+        WebAuthn's ``PublicKeyCredentialCreationOptionsJSON``) or ``webauthn.get``
+        (prove one: ``PublicKeyCredentialRequestOptionsJSON``). Binary members are
+        base64url text, and the result is the credential's JSON form with the same
+        encoding (``PublicKeyCredential.toJSON()``).
+    :param options_json: the options as JSON text; they hold a one-use challenge and the
+        person's credential ids, so they are hidden from ``repr``.
+    :param answer_field: the name of one of the prompt's fields (``kind="hidden"``) that
+        carries the result; the prompt must list it.
+    """
+
+    kind: CeremonyKind
+    options_json: str = field(repr=False)
+    answer_field: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("webauthn.create", "webauthn.get"):
+            raise ValueError(
+                f"BrowserCeremony.kind must be webauthn.create or webauthn.get, got {self.kind!r}"
+            )
+        if not isinstance(self.options_json, str) or not self.options_json.strip():
+            raise ValueError("BrowserCeremony.options_json must be the options as JSON text")
+        if not isinstance(self.answer_field, str) or not self.answer_field.strip():
+            raise ValueError(
+                "BrowserCeremony.answer_field must name the field the result is posted in"
+            )
+
+
+# -- prompts ---------------------------------------------------------------------------
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Prompt:
     """What to show the person: a message, the fields to fill, or where to go.
@@ -289,6 +347,10 @@ class Prompt:
     :param fields: inputs to collect; the answer maps their names to strings.
     :param redirect_url: send the browser here instead of showing a form (Duo).
     :param provisioning: secret, URI and QR code during TOTP-like enrolment.
+    :param ceremony: a :class:`BrowserCeremony` the page must run (a security key);
+        its ``answer_field`` is one of ``fields``. Added in contract 1.1: a host that
+        predates it shows only the fields, so a module needing it should declare
+        ``contract=">=1.1,<2"``.
     """
 
     message: str
@@ -296,6 +358,15 @@ class Prompt:
     fields: tuple[Field, ...] = ()
     redirect_url: str | None = field(default=None, repr=False)
     provisioning: Provisioning | None = None
+    ceremony: BrowserCeremony | None = None
+
+    def __post_init__(self) -> None:
+        names = {f.name for f in self.fields}
+        if self.ceremony is not None and self.ceremony.answer_field not in names:
+            raise ValueError(
+                f"Prompt.ceremony posts its result in {self.ceremony.answer_field!r}, which is not "
+                "one of the prompt's fields; add it as a hidden Field"
+            )
 
 
 # -- contract 1.1: recovery methods declare what they ask -------------------------

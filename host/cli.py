@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
-from secmod.hookspecs import BACKUP_CODE_METHOD, Audience, User
+from secmod.hookspecs import BACKUP_CODE_METHOD, Audience, Prompt, User
 from secmod.settings import ConfigError, config_path, load_settings, set_module_setting
 
 from .errors import SecmodError, StoreUnavailable
@@ -105,6 +105,16 @@ def _print_result(result: VerifyResult) -> None:
         typer.echo(f"Your New Backup Code is: {code}")
 
 
+def _refuse_browser_ceremony(module: str, prompt: Prompt) -> None:
+    if prompt.ceremony is not None:
+        raise Failure(
+            f"module {module!r} needs a browser: its {prompt.ceremony.kind} ceremony (a security "
+            "key or passkey) runs only in a web page. Use `secmod serve`, or drive it through the "
+            "JSON API.",
+            code=2,
+        )
+
+
 def _exit_for(result: VerifyResult) -> None:
     if result.outcome is not Outcome.ACCEPTED:
         raise typer.Exit(2 if result.outcome is Outcome.LOCKED else 1)
@@ -116,11 +126,14 @@ def modules() -> None:
     """List installed modules: distribution, version, who they are on for, users enrolled."""
     host = _host()
     counts = host.enrolment_counts()
-    typer.echo(f"{'module':<10} {'friendly name':<20} {'distribution':<18} {'version':<8} {'clients':<8} {'admins':<7} enrolled")
+    # Friendly names run long ("Security Key / Passkey"): the column fits the longest.
+    wide = max([20, *(len(module.info.friendly_name) for module in host.modules.values())])
+    typer.echo(f"{'module':<10} {'friendly name':<{wide}} {'distribution':<18} {'version':<8} "
+               f"{'clients':<8} {'admins':<7} enrolled")
     for name, module in sorted(host.modules.items()):
         settings = host.module_settings[name]
         typer.echo(
-            f"{name:<10} {module.info.friendly_name:<20} {module.distribution:<18} {module.version:<8} "
+            f"{name:<10} {module.info.friendly_name:<{wide}} {module.distribution:<18} {module.version:<8} "
             f"{'on' if settings.clients else 'off':<8} {'on' if settings.admins else 'off':<7} {counts.get(name, 0)}"
         )
     for name, broken in sorted(host.registry.broken.items()):
@@ -167,6 +180,7 @@ def enroll(
                 typer.echo(f"URI:    {prompt.provisioning.uri}")
             if prompt.redirect_url:
                 raise Failure(f"module {module!r} enrols in a browser; use `secmod serve`")
+            _refuse_browser_ceremony(step.module, prompt)
             if prompt.instructions:
                 typer.echo(prompt.instructions)
         answer = {field.name: typer.prompt(field.label, hide_input=field.kind == "password") for field in prompt.fields}
@@ -198,6 +212,7 @@ def verify(
         return
     if started.prompt.redirect_url:
         raise Failure(f"module {started.module!r} verifies in a browser; use `secmod serve`")
+    _refuse_browser_ceremony(started.module, started.prompt)
     typer.secho(started.prompt.message, bold=True)
     answer: dict[str, str] = {}
     for field in started.prompt.fields:

@@ -18,7 +18,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from secmod.hookspecs import (
-    CONFIG_DIR,
     BACKUP_CODE_METHOD,
     ActivateRequest,
     Activation,
@@ -180,7 +179,7 @@ class Host:
         except SealError as error:
             raise ConfigError(f"{where}: [modules.{module.name}] {error}") from None
         try:
-            return module.info.settings_model.model_validate(raw, context={CONFIG_DIR: self.settings.base_dir})
+            return module.info.settings_model.model_validate(raw, context=self.settings.module_settings_context)
         except ValidationError as error:
             raise ConfigError(describe_validation_error(error, where=where, prefix=f"[modules.{module.name}] ")) from None
 

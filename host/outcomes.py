@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from secmod.hookspecs import Field, Prompt, Provisioning, messages
+from secmod.hookspecs import BrowserCeremony, Field, Prompt, Provisioning, messages
 
 __all__ = [
     "ChallengeStarted",
@@ -161,4 +161,5 @@ def prompt_from_json(data: Mapping[str, Any]) -> Prompt:
         fields=tuple(Field(**item) for item in data.get("fields", ())),
         redirect_url=data.get("redirect_url"),
         provisioning=Provisioning(**provisioning) if provisioning else None,
+        ceremony=BrowserCeremony(**ceremony) if (ceremony := data.get("ceremony")) else None,
     )

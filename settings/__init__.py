@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from secmod.hookspecs.types import CONFIG_DIR
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -115,9 +116,10 @@ class WebSettings(_Section):
                       description="The address secmod serve listens on.")
     port: int = Field(default=8000, ge=1, le=65535, title="Port", description="The port secmod serve listens on.")
     base_url: str = Field(
-        default="http://127.0.0.1:8000", min_length=1, max_length=2048, title="Public address",
-        description="The address people use; a redirecting module's callback is "
-        "{base_url}/login/{module}/callback.")
+        default="http://localhost:8000", min_length=1, max_length=2048, title="Public address",
+        description="The address people browse. A redirecting module's callback is "
+        "{base_url}/login/{module}/callback, and WebAuthn's relying party (id and origin) comes from it, "
+        "which cannot be an IP address: hence localhost, not 127.0.0.1.")
     session_secret: str | None = Field(
         default=None, title="Session signing key",
         description="Signs the session cookie; when unset, one is generated and kept in the accounts database.")
@@ -239,6 +241,11 @@ class SecmodSettings(BaseSettings):
         """A path from the settings, relative to the config file's folder."""
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else self.base_dir / candidate
+
+    @property
+    def module_settings_context(self) -> dict[str, str]:
+        """The pydantic validation context every module's settings are validated with."""
+        return {"base_url": self.web.base_url, CONFIG_DIR: str(self.base_dir)}
 
     @property
     def resolved_database_url(self) -> str:

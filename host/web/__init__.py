@@ -116,9 +116,12 @@ def serve(
     bind_port = port or settings.web.port
     workers = workers or settings.web.workers
     listening = f"http://{bind_host}:{bind_port}"
-    print(f"secmod web host: {listening}/login (clients), {listening}/admin (administrators)")
-    if settings.web.base_url.rstrip("/") != listening:
-        print(f"public address ([web] base_url): {settings.web.base_url}")
+    # People must browse the public address: Duo comes back to it, and security keys
+    # are bound to it (a key registered at localhost does not answer at 127.0.0.1).
+    public = settings.web.base_url.rstrip("/")
+    print(f"secmod web host: {public}/login (clients), {public}/admin (administrators)")
+    if public != listening:
+        print(f"listening on {listening}")
     if not web.web_secret("api_token"):
         print("JSON API off: set [web] api_token to turn /api/v1 on")
     if workers > 1:

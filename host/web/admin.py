@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
-from secmod.hookspecs import CONFIG_DIR, Audience, User
+from secmod.hookspecs import Audience, User
 from secmod.host import Host, SecmodError
 from secmod.settings import ConfigError, SecmodSettings, load_settings
 
@@ -165,7 +165,7 @@ def save_module_settings(request: Request, name: str) -> Response:
     with web.reload_lock:
         raw, new_secrets = read_form(model, web.host.module_settings[name], form)
         try:
-            validated = model.model_validate(raw, context={CONFIG_DIR: web.host.settings.base_dir})
+            validated = model.model_validate(raw, context=web.host.settings.module_settings_context)
         except ValidationError as invalid:
             error = describe_errors(model, invalid)
             return _module_page(request, account, name, error=error, status_code=400, form=form)

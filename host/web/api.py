@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
+import json
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -183,6 +184,21 @@ class FieldOut(BaseModel):
     kind: str
     placeholder: str = ""
     max_length: int | None = None
+    required: bool = True
+
+
+class CeremonyOut(BaseModel):
+    """Run it in the person's browser, then send the result back in the answer."""
+
+    kind: Literal["webauthn.create", "webauthn.get"] = Field(
+        description="webauthn.create: navigator.credentials.create(); "
+                    "webauthn.get: navigator.credentials.get()")
+    options: dict[str, Any] = Field(
+        description="PublicKeyCredentialCreationOptionsJSON / RequestOptionsJSON: binary members "
+                    "are base64url; PublicKeyCredential.parseCreationOptionsFromJSON() / "
+                    "parseRequestOptionsFromJSON() take it as is")
+    answer_field: str = Field(
+        description="Send the credential's toJSON(), as JSON text, in answer[answer_field]")
 
 
 class ProvisioningOut(BaseModel):
@@ -197,6 +213,8 @@ class PromptOut(BaseModel):
     fields: list[FieldOut] = []
     redirect_url: str | None = None
     provisioning: ProvisioningOut | None = Field(None, description="Only during setup: show it to its owner once")
+    ceremony: CeremonyOut | None = Field(
+        None, description="A security key or passkey: a browser must run this")
 
 
 class LoginStateOut(BaseModel):
@@ -258,11 +276,14 @@ class DisableOut(BaseModel):
 
 def _prompt(prompt: Prompt) -> PromptOut:
     provisioning = prompt.provisioning
+    ceremony = prompt.ceremony
     return PromptOut(
         message=prompt.message, instructions=prompt.instructions, redirect_url=prompt.redirect_url,
         fields=[FieldOut(**{k: getattr(f, k) for k in FieldOut.model_fields}) for f in prompt.fields],
         provisioning=ProvisioningOut(secret=provisioning.secret, uri=provisioning.uri, qr_svg=provisioning.qr_svg)
         if provisioning else None,
+        ceremony=CeremonyOut(kind=ceremony.kind, options=json.loads(ceremony.options_json),
+                             answer_field=ceremony.answer_field) if ceremony else None,
     )
 
 

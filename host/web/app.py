@@ -61,11 +61,12 @@ HOST_NAME_ENV = "SECMOD_HOST_NAME"
 IDLE_SECONDS = 8 * 3600
 REMEMBER_SECONDS = 30 * 24 * 3600
 
-# No script may run at all: the pages need none. There is no form-action directive
-# because Chromium applies it to the redirects that follow a form post, and the Duo
-# login leaves for Duo's own origin that way.
+# Scripts only from this site's own files (static/ceremony.js runs security-key
+# ceremonies), never inline. There is no form-action directive because Chromium
+# applies it to the redirects that follow a form post, and the Duo login leaves for
+# Duo's own origin that way.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'none'; "
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; script-src 'self'; "
     "base-uri 'none'; frame-ancestors 'none'; object-src 'none'"
 )
 SECURITY_HEADERS = {

@@ -1,7 +1,8 @@
 """The web host in a real browser: Debian's headless Chromium driven by Playwright.
 
 Each test runs the app with uvicorn on 127.0.0.1 (an ephemeral port) over a temporary
-secmod.toml, and saves a screenshot of where it ended under ``test-artifacts/``.
+secmod.toml (browsed as http://localhost:PORT where WebAuthn needs a domain name), and
+saves a screenshot of where it ended under ``test-artifacts/``.
 The host's clock is a fake one the test moves, so a TOTP code used at enrolment is never
 mistaken for the next login's.
 """
@@ -78,10 +79,12 @@ def start_host(tmp_path: Path, fake_clock: Any) -> Iterator[Callable[..., LiveHo
     running: list[tuple[Any, threading.Thread, Any]] = []
     fake_clock.now = float(int(time.time()) // 30 * 30)  # near real time: the browser's cookies expire by it
 
-    def start(extra_toml: str = "", *, before_start: Callable[[str], str] | None = None) -> LiveHost:
+    def start(extra_toml: str = "", *, before_start: Callable[[str], str] | None = None,
+              hostname: str = "127.0.0.1") -> LiveHost:
+        # hostname="localhost" for WebAuthn, which refuses an IP address as the site's name.
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+        url = f"http://{hostname}:{listener.getsockname()[1]}"
         if before_start is not None:
             extra_toml += before_start(url)
         config = tmp_path / "secmod.toml"
@@ -361,3 +364,100 @@ def test_first_run_walk(page: Any, start_host: Any, fake_clock: Any) -> None:
     assert "(top level)" not in alert and "Value error" not in alert
     assert page.input_value("#setting-client_id") == "12345" and page.input_value("#setting-secret_key") == ""
     shot(page, "first-run-admin-validation-error")
+
+
+def add_virtual_authenticator(page: Any) -> tuple[Any, str]:
+    """A platform authenticator in Chromium itself (DevTools WebAuthn domain): a passkey
+    with user verification, touched automatically whenever the page asks."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable")
+    added = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True, "hasUserVerification": True,
+        "isUserVerified": True, "automaticPresenceSimulation": True,
+    }})
+    return cdp, added["authenticatorId"]
+
+
+def test_security_key_registers_logs_in_and_is_replaced_by_a_second_one(
+    page: Any, start_host: Any
+) -> None:
+    host = start_host("[modules.webauthn]\nclients = true\n", hostname="localhost")
+    cdp, laptop = add_virtual_authenticator(page)
+    sign_up(page, host, "ada@example.com")
+    page.wait_for_url(re.compile(r"/clientarea$"))
+
+    page.goto(f"{host.url}/account/security")
+    page.click("li:has-text('Security Key / Passkey') button:has-text('Get Started')")
+    page.wait_for_url(re.compile(r"/account/security/setup$"))
+    page.wait_for_selector(".ceremony-start", state="visible")  # shown by ceremony.js once it runs
+    assert page.locator("noscript").count() == 1
+    page.fill("#field-name", "Laptop")
+    shot(page, "webauthn-setup")
+    page.click("button:has-text('Register your security key')")
+    page.wait_for_selector(f"h1:has-text('{messages.ENABLED}')")
+    assert "Your security key is registered." in page.inner_text("main")
+    assert len(cdp.send("WebAuthn.getCredentials", {"authenticatorId": laptop})["credentials"]) == 1
+    page.click("a:has-text('Continue')")
+    log_out(page)
+
+    log_in(page, host, "ada@example.com")
+    page.wait_for_url(re.compile(r"/login/2fa$"))
+    shot(page, "webauthn-challenge")
+    page.click("button:has-text('Use your security key')")
+    page.wait_for_url(re.compile(r"/clientarea$"))
+    assert page.inner_text("#two-factor-status") == "enabled"
+    [credential] = cdp.send("WebAuthn.getCredentials", {"authenticatorId": laptop})["credentials"]
+    assert credential["signCount"] >= 1
+
+    # A spare key: the laptop's authenticator is unplugged, another one plugged in.
+    cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": laptop})
+    _, spare = add_virtual_authenticator(page)
+    page.goto(f"{host.url}/account/security")
+    page.click("button:has-text('Change or add a device')")
+    page.wait_for_url(re.compile(r"/account/security/setup$"))
+    assert "Laptop (added" in page.inner_text("main")
+    page.fill("#field-name", "Spare key")
+    page.click("button:has-text('Register your security key')")
+    page.wait_for_selector(f"h1:has-text('{messages.ENABLED}')")
+    assert "You now have 2 keys" in page.inner_text("main")
+    assert "Your backup code is unchanged." in page.inner_text("main")
+
+    page.goto(f"{host.url}/account/security")
+    page.click("button:has-text('Change or add a device')")
+    page.wait_for_url(re.compile(r"/account/security/setup$"))
+    page.fill("#field-remove", "Laptop")
+    shot(page, "webauthn-remove")
+    page.click("button:has-text('Submit')")
+    page.wait_for_selector(f"h1:has-text('{messages.ENABLED}')")
+    assert "The key was removed. You have 1 left." in page.inner_text("main")
+    page.click("a:has-text('Continue')")
+    log_out(page)
+
+    log_in(page, host, "ada@example.com")
+    page.wait_for_url(re.compile(r"/login/2fa$"))
+    page.click("button:has-text('Use your security key')")
+    page.wait_for_url(re.compile(r"/clientarea$"))
+    assert page.inner_text("#two-factor-status") == "enabled"
+    assert len(cdp.send("WebAuthn.getCredentials", {"authenticatorId": spare})["credentials"]) == 1
+    shot(page, "webauthn-logged-in")
+
+
+def test_security_key_page_without_javascript_says_what_is_needed(browser: Any, start_host: Any,
+                                                                  request: pytest.FixtureRequest) -> None:
+    host = start_host("[modules.webauthn]\nclients = true\n", hostname="localhost")
+    context = browser.new_context(java_script_enabled=False)
+    context.set_default_timeout(10_000)
+    page = context.new_page()
+    try:
+        sign_up(page, host, "grace@example.com")
+        page.wait_for_url(re.compile(r"/clientarea$"))
+        page.goto(f"{host.url}/account/security")
+        page.click("li:has-text('Security Key / Passkey') button:has-text('Get Started')")
+        page.wait_for_url(re.compile(r"/account/security/setup$"))
+        page.wait_for_load_state()
+        assert "This step needs JavaScript" in page.inner_text("main")
+        assert not page.locator(".ceremony-start").is_visible()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    finally:
+        context.close()

@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
         description="Run a fake Duo API host on 127.0.0.1 for trying secmod without a Duo account.",
     )
     parser.add_argument("--port", type=int, default=8443, help="port to listen on (0: any free port)")
-    parser.add_argument("--redirect-url", default="http://127.0.0.1:8000/login/duo/callback",
+    parser.add_argument("--redirect-url", default="http://localhost:8000/login/duo/callback",
                         help="the secmod web host's Duo callback ({web.base_url}/login/duo/callback)")
     parser.add_argument("--no-prompt", action="store_true",
                         help="approve every login at once instead of showing an Approve / Deny page")

@@ -135,6 +135,19 @@ def log_in(page: Any, host: LiveHost, email: str, *, admin: bool = False) -> Non
     page.click("button:has-text('Login')")
 
 
+def first_admin_login(page: Any, host: LiveHost) -> None:
+    """The first administrator's one-time password, replaced at once by ADMIN_CHOSEN."""
+    page.goto(f"{host.url}/admin/login")
+    page.fill("#email", "admin@localhost")
+    page.fill("#password", ADMIN_PASSWORD)
+    page.click("button:has-text('Login')")
+    page.wait_for_url(re.compile(r"/admin/account/security$"))  # a one-time password: replace it first
+    page.fill("#new_password", ADMIN_CHOSEN)
+    page.fill("#new_password_confirm", ADMIN_CHOSEN)
+    page.click("button:has-text('Change Password')")
+    page.wait_for_url(re.compile(r"/admin/2fa$"))
+
+
 def log_out(page: Any) -> None:
     page.click("button:has-text('Logout')")
     page.wait_for_url(re.compile(r"/login$"))
@@ -210,15 +223,7 @@ def test_admin_activates_a_module_and_forces_clients_to_set_up(page: Any, start_
 
     with FakeYubiCloud() as cloud:
         host = start_host()
-        page.goto(f"{host.url}/admin/login")
-        page.fill("#email", "admin@localhost")
-        page.fill("#password", ADMIN_PASSWORD)
-        page.click("button:has-text('Login')")
-        page.wait_for_url(re.compile(r"/admin/account/security$"))  # a one-time password: replace it first
-        page.fill("#new_password", ADMIN_CHOSEN)
-        page.fill("#new_password_confirm", ADMIN_CHOSEN)
-        page.click("button:has-text('Change Password')")
-        page.wait_for_url(re.compile(r"/admin/2fa$"))
+        first_admin_login(page, host)
         assert "Server time:" in page.inner_text("header")
         shot(page, "admin-two-factor")
         page.click("#module-yubikey a:has-text('Activate')")
@@ -348,8 +353,7 @@ def test_first_run_walk(page: Any, start_host: Any, fake_clock: Any) -> None:
     shot(page, "first-run-backup-during-lockout")
 
     # The admin form: labels and help from the settings model, an error in the operator's words.
-    log_in(page, host, "admin@localhost", admin=True)
-    page.wait_for_url(re.compile(r"/admin/2fa$"))
+    first_admin_login(page, host)
     page.goto(f"{host.url}/admin/2fa/yubikey")
     assert page.locator("label[for=setting-api_urls]").inner_text() == "Validation server URLs"
     save, cancel = page.locator(".form-actions button"), page.locator(".form-actions a:has-text('Cancel')")
@@ -376,6 +380,15 @@ def add_virtual_authenticator(page: Any) -> tuple[Any, str]:
         "isUserVerified": True, "automaticPresenceSimulation": True,
     }})
     return cdp, added["authenticatorId"]
+
+
+def step_up_with_security_key(page: Any, host: LiveHost) -> None:
+    page.goto(f"{host.url}/account/security")
+    page.fill("#step-up-password", PASSWORD)
+    page.click("button:has-text('Continue')")
+    page.wait_for_selector(".ceremony-start", state="visible")
+    page.click("button:has-text('Confirm with your security key')")
+    page.wait_for_selector("button:has-text('Change or add a device')")
 
 
 def test_security_key_registers_logs_in_and_is_replaced_by_a_second_one(
@@ -409,6 +422,9 @@ def test_security_key_registers_logs_in_and_is_replaced_by_a_second_one(
     [credential] = cdp.send("WebAuthn.getCredentials", {"authenticatorId": laptop})["credentials"]
     assert credential["signCount"] >= 1
 
+    # Changing the second factor needs a step-up: the password, then a touch of the key.
+    step_up_with_security_key(page, host)
+    shot(page, "webauthn-step-up")
     # A spare key: the laptop's authenticator is unplugged, another one plugged in.
     cdp.send("WebAuthn.removeVirtualAuthenticator", {"authenticatorId": laptop})
     _, spare = add_virtual_authenticator(page)
@@ -422,6 +438,7 @@ def test_security_key_registers_logs_in_and_is_replaced_by_a_second_one(
     assert "You now have 2 keys" in page.inner_text("main")
     assert "Your backup code is unchanged." in page.inner_text("main")
 
+    step_up_with_security_key(page, host)  # one proof, one change
     page.goto(f"{host.url}/account/security")
     page.click("button:has-text('Change or add a device')")
     page.wait_for_url(re.compile(r"/account/security/setup$"))

@@ -111,6 +111,18 @@ def log_in_with(
     )
 
 
+def step_up_with(client: TestClient, key: SoftAuthenticator) -> None:
+    """Changing the second factor needs the password, then a touch of a registered key."""
+    asked = post(client, "/account/security/step-up", {"password": PASSWORD}, page="/account/security")
+    kind, options, field = ceremony_on(asked.text)
+    assert kind == "webauthn.get"
+    token = _CSRF.search(asked.text)
+    assert token
+    proved = client.post("/account/security/step-up/verify",
+                         data={"csrf_token": token.group(1), field: key.get(options)})
+    assert "Change or add a device" in proved.text, proved.text
+
+
 def log_out(client: TestClient) -> None:
     post(client, "/logout", {}, page="/clientarea")
 
@@ -127,7 +139,9 @@ def test_web_host_registers_logs_in_adds_and_removes_keys(client: TestClient) ->
         },
         page="/register",
     )
-    assert signed_up.url.path == "/clientarea"
+    assert signed_up.url.path == "/login"  # registering does not log in: no account enumeration
+    logged_in = post(client, "/login", {"email": "ada@example.com", "password": PASSWORD}, page="/login")
+    assert logged_in.url.path == "/clientarea"
     setup = post(
         client, "/account/security/setup", {"module": "webauthn"}, page="/account/security"
     )
@@ -142,8 +156,8 @@ def test_web_host_registers_logs_in_adds_and_removes_keys(client: TestClient) ->
 
     assert log_in_with(client, laptop).url.path == "/clientarea"
 
-    security = client.get("/account/security")
-    assert "Change or add a device" in security.text
+    assert "Change or add a device" not in client.get("/account/security").text  # not without a step-up
+    step_up_with(client, laptop)
     manage = post(
         client, "/account/security/setup", {"module": "webauthn"}, page="/account/security"
     )
@@ -151,6 +165,7 @@ def test_web_host_registers_logs_in_adds_and_removes_keys(client: TestClient) ->
     added = register_on_page(client, manage, spare, "Spare key")
     assert "You now have 2 keys" in added.text and "Your backup code is unchanged." in added.text
 
+    step_up_with(client, spare)  # one proof, one change
     manage = post(
         client, "/account/security/setup", {"module": "webauthn"}, page="/account/security"
     )

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import html
 import re
+import socket
+import threading
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +151,23 @@ def enable_totp(client: TestClient, clock: Any, *, admin: bool = False) -> tuple
 def admin_password(web: Any) -> str:
     web.accounts.create(Audience.ADMIN, "root@example.com", PASSWORD, name="Root")
     return PASSWORD
+
+
+def serve_in_thread(app: Any, listener: socket.socket) -> Callable[[], None]:
+    """Run ``app`` with uvicorn on ``listener`` (a bound loopback socket) in a daemon
+    thread; wait, bounded, until it answers. Returns the function that stops it."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return stop

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ import pyotp
 import pytest
 from secmod.hookspecs import messages
 from secmod.host.web import create_app, ensure_first_admin
+
+from .conftest import serve_in_thread
 
 pytestmark = pytest.mark.browser
 
@@ -74,9 +75,7 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 @pytest.fixture
 def start_host(tmp_path: Path, fake_clock: Any) -> Iterator[Callable[..., LiveHost]]:
     """Run the web host; ``extra_toml`` is appended to its secmod.toml."""
-    import uvicorn
-
-    running: list[tuple[Any, threading.Thread, Any]] = []
+    running: list[tuple[Callable[[], None], Any]] = []
     fake_clock.now = float(int(time.time()) // 30 * 30)  # near real time: the browser's cookies expire by it
 
     def start(extra_toml: str = "", *, before_start: Callable[[str], str] | None = None,
@@ -94,20 +93,12 @@ def start_host(tmp_path: Path, fake_clock: Any) -> Iterator[Callable[..., LiveHo
         )
         app = create_app(config, host_kwargs={"clock": fake_clock})
         ensure_first_admin(app.state.web.accounts, environ={"SECMOD_ADMIN_PASSWORD": ADMIN_PASSWORD}, echo=lambda _: None)
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        running.append((server, thread, app))
+        running.append((serve_in_thread(app, listener), app))
         return LiveHost(url=url, web=app.state.web, config_file=config)
 
     yield start
-    for server, thread, app in running:
-        server.should_exit = True
-        thread.join(timeout=10)
+    for stop, app in running:
+        stop()
         app.state.web.close()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ import pyotp
 import pytest
 from secmod.host.web import create_app
 
-from .conftest import API_TOKEN, CONFIG
+from .conftest import API_TOKEN, CONFIG, serve_in_thread
 
 BURST = 50
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -26,23 +25,14 @@ ADA = {"id": "ada", "audience": "client", "email": "ada@example.com"}
 
 @pytest.fixture
 def live_api(tmp_path: Path, fake_clock: Any) -> Iterator[str]:
-    import uvicorn
-
     config = tmp_path / "secmod.toml"
     config.write_text(CONFIG.format(api_token=API_TOKEN))
     app = create_app(config, host_kwargs={"clock": fake_clock})
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
+    stop = serve_in_thread(app, listener)
     yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    stop()
     app.state.web.close()
 
 

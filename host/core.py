@@ -131,7 +131,8 @@ class Host:
         self.calls = {name: ModuleCaller(m, self.module_settings[name]) for name, m in self.registry.modules.items()}
         for name in set(settings.modules) - set(self.registry.modules):
             log.warning("settings have a [modules.%s] table but no such module is loaded", name)
-        self.store = Store(engine or open_engine(settings.resolved_database_url))
+        timeout = settings.database_timeout_seconds
+        self.store = Store(engine or open_engine(settings.resolved_database_url, timeout_seconds=timeout))
         self.attempts = Attempts(settings.throttle, self.store, self.sealed)
         self._refuse_unknown_keys()
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
 from .errors import StoreUnavailable
+from .read_deadline import watch_statements
 
 __all__ = ["AuditEvent", "BackupCode", "Enrolment", "HostRecord", "PendingStep", "Throttle", "open_engine"]
 
@@ -143,26 +144,32 @@ def _create_private(database: Path) -> None:
 
 
 # A database that is down or stalled must become a clear refusal within seconds, not a
-# hung login page: bounded connect, statement and pool waits. No pre-ping: it would cost a
+# hung login page: bounded connect, statement and pool waits, and a client-side deadline
+# for a server that stops answering (host/read_deadline.py). No pre-ping: it would cost a
 # round trip per checkout; a dead connection fails its statement instead, SQLAlchemy then
 # drops the whole pool, and the next request connects afresh.
 CONNECT_TIMEOUT_SECONDS = 5
-STATEMENT_TIMEOUT_MS = 10_000
+STATEMENT_TIMEOUT_SECONDS = 10.0  # [database_timeout_seconds]
 POOL_WAIT_SECONDS = 5
+# The client waits a little longer than the server, so that a statement that is merely
+# slow ends with the server's own timeout and its connection stays usable.
+CLIENT_GRACE_SECONDS = 1.0
 
 
-def _postgresql_timeouts(url: str) -> dict[str, object]:
+def _postgresql_timeouts(url: str, statement_timeout_seconds: float) -> dict[str, object]:
     options = sa.engine.make_url(url).query.get("options", "")
     if isinstance(options, tuple):
         options = " ".join(options)
+    milliseconds = round(statement_timeout_seconds * 1000)
     return {
-        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
-        "options": f"{options} -c statement_timeout={STATEMENT_TIMEOUT_MS}".strip(),
+        "connect_timeout": max(2, min(CONNECT_TIMEOUT_SECONDS, round(statement_timeout_seconds))),  # libpq: 2 at least
+        "options": f"{options} -c statement_timeout={milliseconds}".strip(),
     }
 
 
-def open_engine(url: str, *, migrate: bool = True) -> Engine:
-    """An engine for ``url`` with the schema at the newest migration."""
+def open_engine(url: str, *, migrate: bool = True, timeout_seconds: float = STATEMENT_TIMEOUT_SECONDS) -> Engine:
+    """An engine for ``url`` with the schema at the newest migration; on PostgreSQL no
+    statement waits longer than about ``timeout_seconds``, even on a server that froze."""
     if url.startswith("sqlite"):
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
@@ -170,7 +177,9 @@ def open_engine(url: str, *, migrate: bool = True) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = sa.create_engine(url, pool_timeout=POOL_WAIT_SECONDS, connect_args=_postgresql_timeouts(url))
+        engine = sa.create_engine(url, pool_timeout=min(POOL_WAIT_SECONDS, timeout_seconds),
+                                  connect_args=_postgresql_timeouts(url, timeout_seconds))
+        watch_statements(engine, timeout_seconds + CLIENT_GRACE_SECONDS)
     if migrate:
         from .migrations import upgrade
 

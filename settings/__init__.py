@@ -158,6 +158,11 @@ class SecmodSettings(BaseSettings):
     database_url: str = Field(
         default="sqlite:///secmod.db", min_length=1, title="Database",
         description="Any SQLAlchemy URL; a relative SQLite path is next to the config file.")
+    database_timeout_seconds: float = Field(
+        default=10.0, ge=1, le=600, title="Database timeout (seconds)",
+        description="How long one database statement may take before the login is refused as temporarily "
+        "unavailable; on PostgreSQL also how long a server that stopped answering is waited for. Connecting "
+        "and waiting for a free connection take at most 5 seconds each, or this if shorter.")
     issuer: str = Field(
         default="secmod", min_length=1, max_length=64, title="Issuer",
         description="The name authenticator apps show beside the account (WHMCS: the System URL host).")

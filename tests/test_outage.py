@@ -64,3 +64,39 @@ def test_a_stalled_database_becomes_a_refusal_once_the_pool_wait_runs_out(proxie
         stuck.result(timeout=30)
     host.close()
 
+
+
+def test_a_frozen_database_cannot_hold_a_request_that_already_has_its_connection(proxied_url, fake_clock, tmp_path):
+    """The server's statement_timeout cannot fire on a server that stopped answering: the
+    client-side deadline (database_timeout_seconds plus a second) ends the wait itself."""
+    proxy, url = proxied_url
+    settings = SecmodSettings(database_url=url, database_timeout_seconds=1, sealing={"key_file": str(tmp_path / "k")})
+    host = Host(settings, clock=fake_clock)
+    totp, _ = enrol_totp(host, ALICE, fake_clock)
+    proxy.freeze()
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        host.verify(ALICE, {"code": totp.at(fake_clock.now)})
+    assert time.monotonic() - started < 5
+    proxy.restore()
+    assert host.verify(ALICE, {"code": totp.at(fake_clock.now)}).accepted  # the same pool, no restart
+    host.close()
+
+
+def test_the_read_deadline_spares_connections_that_are_idle_or_merely_slow(postgres_url):
+    """Only a connection waiting on the server is cut, and only past the server's own
+    timeout: a caller holding an idle connection keeps it, and a slow statement ends with
+    the server's cancellation on a connection that stays usable."""
+    from secmod.host.storage import open_engine
+
+    engine = open_engine(postgres_url, timeout_seconds=1)
+    with engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+        time.sleep(2.8)  # past the client deadline, but idle
+        assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+        with pytest.raises(sa.exc.OperationalError, match="statement timeout"):
+            conn.execute(sa.text("SELECT pg_sleep(3)"))
+        conn.rollback()
+        assert not conn.invalidated
+        assert conn.execute(sa.text("SELECT 2")).scalar() == 2
+    engine.dispose()

@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
-from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from itsdangerous import BadSignature, Signer
 from secmod.hookspecs import messages
@@ -47,6 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .assets import asset_router
 from .accounts import AccountStore, Session, SessionStore, new_csrf_token, stored_secret
 from .observability import HealthCheck, MeteredHost, health_endpoint, metrics_endpoint
 
@@ -172,7 +172,8 @@ def accounts_store(settings: SecmodSettings, *, clock: Callable[[], float] = tim
     if accounts_url.startswith("sqlite:///") and not accounts_url.startswith("sqlite:////"):
         accounts_url = "sqlite:///" + str(settings.resolve(accounts_url[len("sqlite:///"):]))
     # The web host's tables only: secmod's migrations never touch them.
-    return AccountStore(open_engine(accounts_url, migrate=False), clock=clock,
+    engine = open_engine(accounts_url, migrate=False, timeout_seconds=settings.database_timeout_seconds)
+    return AccountStore(engine, clock=clock,
                         window_seconds=settings.throttle.lockout_minutes * 60)
 
 
@@ -347,7 +348,7 @@ def create_app(config: str | Path | None = None, *, host_kwargs: dict[str, Any] 
         redoc_url=None,
     )
     app.state.web = web
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(asset_router(HERE / "static"))
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(admin.router)

@@ -25,6 +25,7 @@ def proxied(tmp_path: Path, postgres_url: str, fake_clock: Any) -> Any:
     url = sa.engine.make_url(postgres_url)
     with TcpProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
         document = tomlkit.parse(CONFIG.format(api_token=API_TOKEN))
+        document["database_timeout_seconds"] = 2
         document["database_url"] = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         config = tmp_path / "secmod.toml"
         config.write_text(tomlkit.dumps(document))
@@ -44,7 +45,7 @@ def _no_server_error(response: Any) -> Any:
 
 def test_a_database_outage_is_a_clear_503_and_service_comes_back(proxied: Any, fake_clock: Any) -> None:
     app, proxy = proxied
-    with TestClient(app, raise_server_exceptions=False) as client:
+    with TestClient(app, raise_server_exceptions=True) as client:
         sign_up(client)
         enable_totp(client, fake_clock)
         proxy.cut()
@@ -64,3 +65,48 @@ def test_a_database_outage_is_a_clear_503_and_service_comes_back(proxied: Any, f
         proxy.restore()
         assert client.get("/clientarea").status_code == 200
 
+
+
+def test_a_frozen_database_is_refused_within_bounds_and_the_rest_keeps_answering(
+    proxied: Any, fake_clock: Any
+) -> None:
+    """A server that stops answering (SIGSTOP, a path that drops everything) holds the
+    connections it has: the statement timeout runs on that server, so it cannot fire.
+    Every request must still end in a clear 503 within bounds, with no restart."""
+    import socket
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    from .conftest import serve_in_thread
+
+    app, proxy = proxied
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    base = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop = serve_in_thread(app, listener)
+    try:
+        with httpx.Client(base_url=base, headers=AUTH, timeout=60) as http:
+            assert http.post("/api/v1/login-state", json={"user": {"id": "7"}}).status_code == 200
+            proxy.freeze()
+            started = time.monotonic()
+            with ThreadPoolExecutor(max_workers=60) as pool:
+                calls = [pool.submit(http.post, "/api/v1/login-state", json={"user": {"id": str(n)}})
+                         for n in range(60)]
+                time.sleep(0.5)
+                quiet = time.monotonic()
+                assert http.get("/static/site.css").status_code == 200
+                assert http.get("/openapi.json").status_code == 200
+                needs_no_database = time.monotonic() - quiet
+                answers = [call.result() for call in calls]
+            frozen_for = time.monotonic() - started
+            proxy.restore()
+            assert http.post("/api/v1/login-state", json={"user": {"id": "7"}}).status_code == 200
+    finally:
+        stop()
+    for answer in answers:
+        _no_server_error(answer)
+        assert answer.status_code == 503 and answer.json()["error"]["code"] == "store_unavailable"
+    assert needs_no_database < 2, f"/static and /openapi.json took {needs_no_database:.1f} s"
+    assert frozen_for < 20, f"60 calls on a frozen database took {frozen_for:.1f} s to be refused"

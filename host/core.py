@@ -67,12 +67,14 @@ from .sealed import SealedValues
 from .sealing import KeyRing, SealError, open_sealed_settings
 from .storage import AuditEvent, open_engine
 from .store import AuditRow, Store
+from .store import Enrolled as StoreEnrolled
 
 __all__ = ["EnrolmentStatus", "Host", "UserLocked"]
 
 log = logging.getLogger("secmod.host")
 _NOBODY = RequestContext()
 _SETUP_GONE = "This setup step has expired or was already used. Please start again."
+_SETUP_RACED = "Your two-factor settings changed while this was being set up. Please start again."
 # A challenge token says whether the challenge left pending data, so a verify of a
 # module that keeps none (TOTP) spends no statement looking for it.
 _WITH_PENDING, _WITHOUT_PENDING = "p", "n"
@@ -269,8 +271,8 @@ class Host:
         if not settings.enabled_for(user.audience):
             raise UnknownModule(f"module {module.name!r} is not enabled for {user.audience.value}s")
         now = self.clock()
-        request = SetupRequest(settings=settings, user=user, now=now, issuer=self.settings.issuer,
-                               state=self._current_state(user, module.name))
+        state, version = self._current_state(user, module.name)
+        request = SetupRequest(settings=settings, user=user, now=now, issuer=self.settings.issuer, state=state)
         try:
             step = _with_qr_codes(self.calls[module.name].setup_user(request))
         except ModuleFailed as failure:
@@ -278,7 +280,7 @@ class Host:
                                  reason=failure.reason))
             raise ModuleUnavailable(self._setup_failed(user) if failure.crashed else failure.message) from None
         if isinstance(step, SetupComplete):
-            return self._enrol(user, module.name, step, setup_token=None, now=now)
+            return self._enrol(user, module.name, step, setup_token=None, built_on=version, now=now)
         token = secrets.token_urlsafe(32)
         data = self.sealed.seal_pending("setup", user, module.name, {"pending": dict(step.pending), "prompt": prompt_to_json(step.prompt)})
         self.store.add_pending(_token_id(token), "setup", user, module.name, data, now + self.settings.setup_ttl_seconds, now)
@@ -296,10 +298,10 @@ class Host:
             raise SetupExpired(_SETUP_GONE)
         module = self.module(row.module)
         saved = self.sealed.open_pending(row, user)
+        state, version = self._current_state(user, module.name)
         request = SetupRequest(
             settings=self.module_settings[module.name], user=user, now=now, issuer=self.settings.issuer,
-            answer=_strings(answer),
-            pending=saved["pending"], state=self._current_state(user, module.name),
+            answer=_strings(answer), pending=saved["pending"], state=state,
         )
         try:
             step = _with_qr_codes(self.calls[module.name].setup_user(request))
@@ -311,7 +313,7 @@ class Host:
             return SetupStarted(setup_id=setup_id, module=module.name, prompt=prompt_from_json(saved["prompt"]),
                                 error=failure.message, detail=failure.detail)
         if isinstance(step, SetupComplete):
-            return self._enrol(user, module.name, step, setup_token=setup_id, now=now)
+            return self._enrol(user, module.name, step, setup_token=setup_id, built_on=version, now=now)
         data = self.sealed.seal_pending("setup", user, module.name, {"pending": dict(step.pending), "prompt": prompt_to_json(step.prompt)})
         self.store.update_pending(_token_id(setup_id), data)
         return SetupStarted(setup_id=setup_id, module=module.name, prompt=step.prompt)
@@ -320,20 +322,28 @@ class Host:
     def _setup_failed(user: User) -> str:
         return messages.ACTIVATION_FAILED_CLIENT if user.audience is Audience.CLIENT else messages.ACTIVATION_FAILED_ADMIN
 
-    def _current_state(self, user: User, module: str) -> dict[str, Any] | None:
+    def _current_state(self, user: User, module: str) -> tuple[dict[str, Any] | None, int | None]:
+        """The person's state in ``module``, and its version, to hand the module when they
+        enrol with it again; ``(None, None)`` when they have another module or none."""
         stored = self.store.load(user)
-        return self.sealed.open_state(user, stored.module, stored.state) if stored is not None and stored.module == module else None
+        if stored is None or stored.module != module:
+            return None, None
+        state = self.sealed.open_state(user, stored.module, stored.state)
+        return (state, stored.version) if state is not None else (None, None)
 
-    def _enrol(self, user: User, module: str, step: SetupComplete, *, setup_token: str | None, now: float) -> Enrolled:
+    def _enrol(self, user: User, module: str, step: SetupComplete, *, setup_token: str | None, built_on: int | None,
+               now: float) -> Enrolled:
         codes = [backup.new_code() for _ in range(self.settings.backup_codes.count)]
-        stored_new = self.store.enrol(
+        stored = self.store.enrol(
             user, module, self.sealed.seal_state(user, module, step.state), [backup.hash_code(c) for c in codes], now,
-            setup_token_id=_token_id(setup_token) if setup_token is not None else None,
+            setup_token_id=_token_id(setup_token) if setup_token is not None else None, built_on=built_on,
             audit=AuditRow.about(user, now, module=module, event="enrol", outcome="ok"),
         )
-        if stored_new is None:
+        if stored is StoreEnrolled.STEP_GONE:
             raise SetupExpired(_SETUP_GONE)
-        shown = tuple(map(backup.format_code, codes)) if stored_new else ()
+        if stored is StoreEnrolled.STATE_CHANGED:
+            raise SetupExpired(_SETUP_RACED)
+        shown = tuple(map(backup.format_code, codes)) if stored is StoreEnrolled.NEW else ()
         return Enrolled(module=module, backup_codes=shown, message=step.message)
 
     def disable(self, user: User, *, actor: str = "self") -> bool:

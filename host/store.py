@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import enum
 import logging
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,7 +43,7 @@ from .context import RequestContext
 from .errors import StoreUnavailable
 from .storage import AuditEvent, BackupCode, Enrolment, PendingStep, Throttle
 
-__all__ = ["Attempt", "AuditRow", "Budget", "Store", "StoredEnrolment"]
+__all__ = ["Attempt", "AuditRow", "Budget", "Enrolled", "Store", "StoredEnrolment"]
 
 log = logging.getLogger("secmod.host")
 
@@ -76,6 +77,15 @@ class Budget:
     key: str
     max_failures: int
     lock_seconds: float
+
+
+class Enrolled(enum.Enum):
+    """What :meth:`Store.enrol` did."""
+
+    NEW = "new"  # a first enrolment, or one replacing another module's: backup codes stored
+    UPDATED = "updated"  # the same module's state replaced; the backup codes kept
+    STEP_GONE = "step_gone"  # the setup step was already used or has expired: nothing written
+    STATE_CHANGED = "state_changed"  # the state the module built on changed meanwhile: not written
 
 
 @dataclass(frozen=True, slots=True)
@@ -374,17 +384,16 @@ class Store:
 
     def enrol(
         self, user: User, module: str, sealed_state: str, backup_hashes: Sequence[str], now: float,
-        *, setup_token_id: str | None, audit: AuditRow,
-    ) -> bool | None:
+        *, setup_token_id: str | None, built_on: int | None, audit: AuditRow,
+    ) -> Enrolled:
         """Store a finished enrolment in one transaction, so a crash leaves either the old
         second factor or the new one, never none.
 
         Enrolling again with the module the person has replaces its state and keeps the
         backup codes; another module replaces everything and stores ``backup_hashes``.
-
-        :returns: ``True`` when the enrolment was new or replaced another module's (the
-            backup codes were stored), ``False`` when it updated the same module's state,
-            ``None`` when the setup step was already used or expired.
+        ``built_on`` is the version of the state the module was handed (``None``: it was
+        handed none); the new state is written only over that version, so a login that
+        changed the state meanwhile is never overwritten.
         """
         with self._connect() as conn:
             if setup_token_id is not None:
@@ -392,15 +401,20 @@ class Store:
                     _pending.delete().where(_pending.c.id == setup_token_id, _pending.c.kind == "setup")
                 ).rowcount
                 if taken != 1:
-                    return None
+                    return Enrolled.STEP_GONE
             previous = conn.execute(sa.select(_enrolment.c.module).where(*self._who(_enrolment, user))).scalar()
+            if built_on is not None and previous != module:
+                return Enrolled.STATE_CHANGED
             if previous == module:
-                conn.execute(
-                    _enrolment.update().where(*self._who(_enrolment, user))
+                same_version = _enrolment.c.version == built_on if built_on is not None else sa.true()
+                updated = conn.execute(
+                    _enrolment.update().where(*self._who(_enrolment, user), same_version)
                     .values(state=sealed_state, version=_enrolment.c.version + 1, updated_at=now)
-                )
+                ).rowcount
+                if updated != 1:
+                    return Enrolled.STATE_CHANGED
                 conn.execute(_AUDIT_INSERT, audit.values() | {"reason": "updated"})
-                return False
+                return Enrolled.UPDATED
             conn.execute(_enrolment.delete().where(*self._who(_enrolment, user)))
             conn.execute(
                 _enrolment.insert().values(
@@ -411,7 +425,7 @@ class Store:
             self._replace_backup_codes(conn, user, backup_hashes, now)
             conn.execute(_throttle.delete().where(_throttle.c.key.in_([self.code_key(user), self.backup_key(user)])))
             conn.execute(_AUDIT_INSERT, audit.values() | {"reason": f"replaced:{previous}" if previous else "ok"})
-        return True
+        return Enrolled.NEW
 
     def bulk_enrol(self, rows: Sequence[tuple[User, str, str]], now: float) -> None:
         """Add many new enrolments (person, module, sealed state) at once: imports and the

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from secmod.hookspecs import Accepted, Audience, User
-from secmod.host import Host, Outcome
+from secmod.host import Host, Outcome, SetupExpired
 from secmod.settings import SecmodSettings
 from support import ALICE, GuessModule, enrol_totp
 
@@ -98,33 +98,51 @@ def test_sixteen_concurrent_right_codes_are_accepted_once(settings, fake_clock):
     host.close()
 
 
-def _guess_in_process(settings: dict, now: float, answers: list[str], barrier: Any, results: Any) -> None:
-    host = _guess_host(settings, lambda: now, GuessModule())
+def _burst_in_process(settings: dict, now: float, method: str, answers: list[str], barrier: Any, results: Any) -> None:
+    if method == "verify":
+        host = _guess_host(settings, lambda: now, GuessModule())
+        calls = [lambda a=a: host.verify(ALICE, {"pin": a}) for a in answers]
+    else:
+        host = Host(SecmodSettings(**{**settings, "modules": {}}), clock=lambda: now)
+        calls = [lambda a=a: host.recover(ALICE, {"code": a}) for a in answers]
     barrier.wait(timeout=60)
-    outcomes = _burst([lambda a=a: host.verify(ALICE, {"pin": a}) for a in answers])
-    results.put([r.outcome.value for r in outcomes])
+    results.put([r.outcome.value for r in _burst(calls)])
     host.close()
 
 
-def test_fifty_six_wrong_codes_from_eight_processes_judge_at_most_the_limit(settings, fake_clock):
-    host = _guess_host(settings, fake_clock, GuessModule())
-    host.begin_setup(ALICE, "guess")
+def _burst_from_processes(settings: dict, now: float, method: str, answers: list[list[str]]) -> Counter:
+    """Each list of answers from its own forked process (its own Host), all at one instant."""
     context = multiprocessing.get_context("fork")
-    barrier = context.Barrier(PROCESSES)
+    barrier = context.Barrier(len(answers))
     results = context.Queue()
-    workers = [
-        context.Process(target=_guess_in_process,
-                        args=(settings, fake_clock.now, [f"{p}{i:03d}" for i in range(7)], barrier, results))
-        for p in range(PROCESSES)
-    ]
+    workers = [context.Process(target=_burst_in_process, args=(settings, now, method, own, barrier, results))
+               for own in answers]
     for worker in workers:
         worker.start()
     outcomes = Counter(o for _ in workers for o in results.get(timeout=120))
     for worker in workers:
         worker.join(timeout=30)
         assert worker.exitcode == 0
-    assert sum(outcomes.values()) == PROCESSES * 7
+    assert sum(outcomes.values()) == sum(map(len, answers))
+    return outcomes
+
+
+def test_fifty_six_wrong_codes_from_eight_processes_judge_at_most_the_limit(settings, fake_clock):
+    host = _guess_host(settings, fake_clock, GuessModule())
+    host.begin_setup(ALICE, "guess")
+    outcomes = _burst_from_processes(settings, fake_clock.now, "verify",
+                                     [[f"{p}{i:03d}" for i in range(7)] for p in range(PROCESSES)])
     assert _judged_in_audit(host)["wrong_pin"] == host.settings.throttle.max_code_failures
+    assert outcomes["accepted"] == 0
+    host.close()
+
+
+def test_fifty_six_wrong_backup_codes_from_eight_processes_judge_at_most_the_limit(settings, fake_clock):
+    host = Host(SecmodSettings(**{**settings, "modules": {}}), clock=fake_clock)
+    enrol_totp(host, ALICE, fake_clock)
+    outcomes = _burst_from_processes(settings, fake_clock.now, "recover",
+                                     [[f"{p:08x}{i:08x}" for i in range(7)] for p in range(PROCESSES)])
+    assert _judged_in_audit(host, "recover")["wrong_backup_code"] == host.settings.throttle.max_backup_failures
     assert outcomes["accepted"] == 0
     host.close()
 
@@ -234,4 +252,33 @@ def test_a_crash_when_starting_a_challenge_is_refused_and_audited(settings, fake
     with pytest.raises(ModuleUnavailable):
         host.begin_challenge(ALICE)
     assert [(e.event, e.reason) for e in host.audit_events(limit=1)] == [("challenge", "module_error")]
+    host.close()
+
+
+def test_a_login_during_re_enrolment_is_never_overwritten(settings, fake_clock):
+    """Re-enrolling with the module the person has hands the module their current state
+    (a key list, a counter). A login that lands while the module works on it (YubiCloud
+    answering, a second tab) changes that state: the enrolment must not write a state
+    built from the old one over it. It is refused, "start again", and the login stands."""
+    host = Host(SecmodSettings(**settings | {"modules": {}}), clock=fake_clock)
+    totp, _ = enrol_totp(host, ALICE, fake_clock)
+    started = host.begin_setup(ALICE, "totp")
+    new_totp = type(totp)(started.prompt.provisioning.secret)
+    login_code = totp.at(fake_clock.now)
+    caller = host.calls["totp"]
+    judge = caller.setup_user
+
+    def setup_user_while_the_person_logs_in(request):
+        step = judge(request)
+        assert host.verify(ALICE, {"code": login_code}).accepted  # lands mid-enrolment
+        return step
+
+    caller.setup_user = setup_user_while_the_person_logs_in  # type: ignore[method-assign]
+    with pytest.raises(SetupExpired, match="changed"):
+        host.continue_setup(ALICE, started.setup_id, {"code": new_totp.at(fake_clock.now)})
+    caller.setup_user = judge  # type: ignore[method-assign]
+    # The login's write stands: its code is used, and the old secret still signs in.
+    assert host.verify(ALICE, {"code": login_code}).reason == "already_used"
+    fake_clock.advance(30)
+    assert host.verify(ALICE, {"code": totp.at(fake_clock.now)}).accepted
     host.close()

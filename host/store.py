@@ -15,8 +15,9 @@ atomic lives here, in one statement where it can be:
 
 On PostgreSQL the hot path is two round trips per verify, in autocommit: the load and
 the reservation in one statement, then the write-back, the throttle reset and the audit
-row in another (data-modifying CTEs). SQLite has no such CTEs; there the same steps run
-as short transactions, which cost no round trips in-process.
+row in another (data-modifying CTEs); the reservation commits without waiting for its WAL
+flush, the write-back waits. SQLite has no such CTEs; there the same steps run as two
+short transactions on sqlite3's own cursor, which cost no round trips in-process.
 
 A future backend implements this class's public methods.
 """

@@ -61,7 +61,7 @@ def login(host: Host, user: User, key: SoftAuthenticator, **tamper: Any) -> Any:
 
 def stored_state(host: Host, user: User) -> dict[str, Any]:
     """What the host holds for the person (the same reading re-enrolment gets)."""
-    state = host._current_state(user, "webauthn")
+    state, _version = host._current_state(user, "webauthn")
     assert state is not None
     return state
 

@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 from pydantic import AfterValidator, BaseModel, Field
 from secmod.hookspecs import Audience, Prompt, User
 from secmod.host import (
@@ -34,6 +33,7 @@ from secmod.host import (
     UserLocked,
     VerifyResult,
 )
+from starlette.concurrency import run_in_threadpool
 
 __all__ = ["HTTP_CODES", "ApiError", "error_response", "router"]
 

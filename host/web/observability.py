@@ -17,7 +17,7 @@ import dataclasses
 import os
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -127,25 +127,15 @@ class MeteredHost(Host):
     """The Host of ``secmod serve``: the same, with each verify and recover counted."""
 
     def verify(self, user: User, answer: Mapping[str, str], **kwargs: Any) -> VerifyResult:
-        started = self.clock()
-        result = super().verify(user, answer, **kwargs)
-        record(
-            result,
-            event="verify",
-            started=started,
-            lockout_seconds=self.settings.throttle.lockout_minutes * 60,
-        )
-        return result
+        return self._counted("verify", super().verify, user, answer, **kwargs)
 
     def recover(self, user: User, answer: Mapping[str, str], **kwargs: Any) -> VerifyResult:
+        return self._counted("recover", super().recover, user, answer, **kwargs)
+
+    def _counted(self, event: str, call: Callable[..., VerifyResult], *args: Any, **kwargs: Any) -> VerifyResult:
         started = self.clock()
-        result = super().recover(user, answer, **kwargs)
-        record(
-            result,
-            event="recover",
-            started=started,
-            lockout_seconds=self.settings.throttle.lockout_minutes * 60,
-        )
+        result = call(*args, **kwargs)
+        record(result, event=event, started=started, lockout_seconds=self.settings.throttle.lockout_minutes * 60)
         return result
 
 

@@ -81,6 +81,20 @@ class SoftCredential:
         )
 
 
+def _credential_json(credential: SoftCredential, response: dict[str, Any]) -> str:
+    """A ``PublicKeyCredential`` as the browser serialises it, around ``response``."""
+    return json.dumps(
+        {
+            "id": b64url(credential.credential_id),
+            "rawId": b64url(credential.credential_id),
+            "type": "public-key",
+            "authenticatorAttachment": "platform",
+            "clientExtensionResults": {},
+            "response": response,
+        }
+    )
+
+
 class SoftAuthenticator:
     """A platform authenticator with its browser, at ``origin``.
 
@@ -148,21 +162,15 @@ class SoftAuthenticator:
         client_data = self._client_data(
             "webauthn.create", challenge or options["challenge"], origin
         )
-        return json.dumps(
+        return _credential_json(
+            credential,
             {
-                "id": b64url(credential.credential_id),
-                "rawId": b64url(credential.credential_id),
-                "type": "public-key",
-                "authenticatorAttachment": "platform",
-                "clientExtensionResults": {},
-                "response": {
-                    "clientDataJSON": b64url(client_data),
-                    "attestationObject": b64url(
-                        cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
-                    ),
-                    "transports": ["internal"],
-                },
-            }
+                "clientDataJSON": b64url(client_data),
+                "attestationObject": b64url(
+                    cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
+                ),
+                "transports": ["internal"],
+            },
         )
 
     # -- authentication ----------------------------------------------------------------
@@ -198,22 +206,16 @@ class SoftAuthenticator:
         signature = credential.private_key.sign(
             auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
         )
-        return json.dumps(
+        return _credential_json(
+            credential,
             {
-                "id": b64url(credential.credential_id),
-                "rawId": b64url(credential.credential_id),
-                "type": "public-key",
-                "authenticatorAttachment": "platform",
-                "clientExtensionResults": {},
-                "response": {
-                    "clientDataJSON": b64url(client_data),
-                    "authenticatorData": b64url(auth_data),
-                    "signature": b64url(signature),
-                    "userHandle": b64url(
-                        user_handle if user_handle is not None else credential.user_handle
-                    ),
-                },
-            }
+                "clientDataJSON": b64url(client_data),
+                "authenticatorData": b64url(auth_data),
+                "signature": b64url(signature),
+                "userHandle": b64url(
+                    user_handle if user_handle is not None else credential.user_handle
+                ),
+            },
         )
 
     def _pick(self, options: dict[str, Any], credential_id: bytes | None) -> SoftCredential:

@@ -27,11 +27,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-__all__ = ["watch_statements"]
+__all__ = ["watch_statements", "without_deadline"]
 
 log = logging.getLogger("secmod.host")
 
 CHECK_EVERY_SECONDS = 0.25
+_NO_DEADLINE = "secmod_no_deadline"  # an execution option
 _COMMAND_IN_PROGRESS = 1  # libpq's PQTRANS_ACTIVE
 
 
@@ -93,13 +94,14 @@ def watch_statements(engine: Engine, seconds: float) -> None:
     """Cut any of ``engine``'s PostgreSQL connections that waits on the server for longer
     than ``seconds`` in one statement, commit, rollback or pool reset."""
 
-    def arm_statement(_conn: sa.Connection, cursor: Any, *_: Any) -> None:
-        _watchdog.arm(cursor.connection, seconds)
+    def arm_statement(conn: sa.Connection, cursor: Any, *_: Any) -> None:
+        if not conn.get_execution_options().get(_NO_DEADLINE):
+            _watchdog.arm(cursor.connection, seconds)
 
     def arm_transaction_end(conn: sa.Connection) -> None:
         # An invalidated connection has nothing left to wait on (and asking it for its
         # DBAPI connection would try to reconnect).
-        if not conn.invalidated and not conn.closed:
+        if not conn.invalidated and not conn.closed and not conn.get_execution_options().get(_NO_DEADLINE):
             _watchdog.arm(conn.connection.dbapi_connection, seconds)
 
     def arm_pooled(dbapi_connection: Any, *_: Any) -> None:
@@ -114,3 +116,9 @@ def watch_statements(engine: Engine, seconds: float) -> None:
     sa.event.listen(engine, "reset", arm_pooled)
     for finished in ("checkin", "close", "close_detached", "invalidate"):
         sa.event.listen(engine, finished, disarm_pooled)
+
+
+def without_deadline(engine: Engine) -> Engine:
+    """``engine`` for work that may wait on the server longer than a login may (migrations):
+    its statements are never cut. The server's ``statement_timeout`` is the caller's to lift."""
+    return engine.execution_options(**{_NO_DEADLINE: True})

@@ -100,3 +100,26 @@ def test_the_read_deadline_spares_connections_that_are_idle_or_merely_slow(postg
         assert not conn.invalidated
         assert conn.execute(sa.text("SELECT 2")).scalar() == 2
     engine.dispose()
+
+
+def test_a_migration_may_run_longer_than_a_login_may_wait(postgres_url):
+    """A migration may rewrite or index a big table for longer than a login may wait: its
+    statements run without the statement timeout and without the client-side deadline,
+    while logins on the same engine keep both."""
+    from secmod.host.migrations import upgrade
+    from secmod.host.storage import open_engine
+
+    engine = open_engine(postgres_url, migrate=False, timeout_seconds=1)
+    slowed: list[str] = []
+
+    @sa.event.listens_for(engine, "after_cursor_execute")
+    def a_big_table(conn, _cursor, statement, *_):  # the first CREATE TABLE takes 2.5 s
+        if statement.lstrip().startswith("CREATE TABLE") and not slowed:
+            slowed.append(statement)
+            conn.exec_driver_sql("SELECT pg_sleep(2.5)")
+
+    upgrade(engine)
+    assert slowed
+    with pytest.raises(sa.exc.OperationalError, match="statement timeout"), engine.connect() as conn:
+        conn.execute(sa.text("SELECT pg_sleep(2.5)"))
+    engine.dispose()

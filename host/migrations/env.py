@@ -2,11 +2,15 @@
 
 from alembic import context
 from secmod.host import storage
+from secmod.host.read_deadline import without_deadline
 
 config = context.config
 engine = config.attributes["engine"]
 
-with engine.begin() as connection:
+# A migration may rewrite or index a big table: it is not held to a login's deadlines.
+with without_deadline(engine).begin() as connection:
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
     context.configure(
         connection=connection,
         target_metadata=storage.SQLModel.metadata,

@@ -22,12 +22,13 @@ import os
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-__all__ = ["watch_statements", "without_deadline"]
+__all__ = ["arm_driver_connection", "watch_statements", "without_deadline"]
 
 log = logging.getLogger("secmod.host")
 
@@ -88,6 +89,9 @@ def _cut_if_waiting(connection: Any) -> None:
 
 
 _watchdog = _Watchdog()
+# The deadline of each watched engine, by its pool (an engine's copies made with
+# execution_options() share it).
+_seconds_by_pool: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()
 
 
 def watch_statements(engine: Engine, seconds: float) -> None:
@@ -110,12 +114,21 @@ def watch_statements(engine: Engine, seconds: float) -> None:
     def disarm_pooled(dbapi_connection: Any, *_: Any) -> None:
         _watchdog.disarm(dbapi_connection)
 
+    _seconds_by_pool[engine.pool] = seconds
     sa.event.listen(engine, "before_cursor_execute", arm_statement)
     sa.event.listen(engine, "commit", arm_transaction_end)
     sa.event.listen(engine, "rollback", arm_transaction_end)
     sa.event.listen(engine, "reset", arm_pooled)
     for finished in ("checkin", "close", "close_detached", "invalidate"):
         sa.event.listen(engine, finished, disarm_pooled)
+
+
+def arm_driver_connection(engine: Engine, dbapi_connection: Any) -> None:
+    """Start the deadline of one statement run on the driver's own cursor (which SQLAlchemy's
+    events never see). Arm before each statement; the pool disarms the connection at checkin."""
+    seconds = _seconds_by_pool.get(engine.pool)
+    if seconds is not None:
+        _watchdog.arm(dbapi_connection, seconds)
 
 
 def without_deadline(engine: Engine) -> Engine:

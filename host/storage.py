@@ -122,13 +122,17 @@ class HostRecord(SQLModel, table=True):
     seen_at: float
 
 
+# How long a SQLite writer waits for another to finish before giving up.
+SQLITE_BUSY_SECONDS = 30
+
+
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     # WAL lets readers run beside the one writer; NORMAL is durable in WAL across
     # application crashes, which is the failure that matters for a login service.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -184,7 +188,7 @@ def open_engine(url: str, *, migrate: bool = True, timeout_seconds: float = STAT
         database = sa.engine.make_url(url).database
         if database and database != ":memory:":
             _create_private(Path(database))
-        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False})
         sa.event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = sa.create_engine(url, pool_timeout=min(POOL_WAIT_SECONDS, timeout_seconds),

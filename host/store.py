@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import enum
 import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -43,7 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 from .context import RequestContext
 from .errors import StoreUnavailable
 from .read_deadline import arm_driver_connection
-from .storage import AuditEvent, BackupCode, Enrolment, PendingStep, Throttle
+from .storage import SQLITE_BUSY_SECONDS, AuditEvent, BackupCode, Enrolment, PendingStep, Throttle
 
 __all__ = ["Attempt", "AuditRow", "Budget", "Enrolled", "Store", "StoredEnrolment"]
 
@@ -298,6 +299,10 @@ class Store:
         self._single = engine.execution_options(isolation_level="AUTOCOMMIT") if self.is_postgresql else engine
         at_type = _audit.c.at.type.dialect_impl(engine.dialect)
         self._audit_at = at_type.bind_processor(engine.dialect)
+        # SQLite has one writer at a time. Threads of this process queue for the attempt
+        # path here, where the next wakes the moment the last commits; in SQLite's busy
+        # handler they would sleep 1, 2, 5, 10 ... ms between tries.
+        self._writer = None if self.is_postgresql else threading.Lock()
         driver = engine.dialect.loaded_dbapi
         self._unavailable_errors = (*_UNAVAILABLE, driver.OperationalError, driver.InterfaceError)
         # The attempt path's statements in the driver's own parameter style.
@@ -340,32 +345,51 @@ class Store:
         it elsewhere, do not see this cursor).
         """
         try:
-            raw = self.engine.raw_connection()
-            driver: Any = raw.driver_connection
-            try:
-                if self.is_postgresql:
-                    driver.autocommit = True
-                    try:
-                        arm_driver_connection(self.engine, driver)
-                        with driver.cursor() as cursor:
-                            yield cursor
-                    finally:
-                        if not driver.closed:
-                            driver.autocommit = False  # as the pool lends it to SQLAlchemy
-                else:
-                    cursor = raw.cursor()
-                    yield cursor
-                    raw.commit()
-            except self._unavailable_errors as error:
-                if getattr(driver, "broken", False):
-                    # Lost or cut: as SQLAlchemy does on a disconnect, retire every
-                    # connection made before it too (the server may have restarted).
-                    self.engine.pool._invalidate(raw, error)
-                raise
-            finally:
-                raw.close()  # back to the pool, rolled back unless committed
+            with self._one_writer(), self._driver_cursor() as cursor:
+                yield cursor
         except self._unavailable_errors as error:
             raise _unavailable(error) from None
+
+    @contextlib.contextmanager
+    def _one_writer(self) -> Iterator[None]:
+        if self._writer is None:
+            yield
+            return
+        # Bounded like SQLite's own wait: a writer of another process holding the
+        # database must not queue this process's threads forever.
+        if not self._writer.acquire(timeout=SQLITE_BUSY_SECONDS):
+            raise _unavailable(TimeoutError())
+        try:
+            yield
+        finally:
+            self._writer.release()
+
+    @contextlib.contextmanager
+    def _driver_cursor(self) -> Iterator[Any]:
+        raw = self.engine.raw_connection()
+        driver: Any = raw.driver_connection
+        try:
+            if self.is_postgresql:
+                driver.autocommit = True
+                try:
+                    arm_driver_connection(self.engine, driver)
+                    with driver.cursor() as cursor:
+                        yield cursor
+                finally:
+                    if not driver.closed:
+                        driver.autocommit = False  # as the pool lends it to SQLAlchemy
+            else:
+                cursor = raw.cursor()
+                yield cursor
+                raw.commit()
+        except self._unavailable_errors as error:
+            if getattr(driver, "broken", False):
+                # Lost or cut: as SQLAlchemy does on a disconnect, retire every
+                # connection made before it too (the server may have restarted).
+                self.engine.pool._invalidate(raw, error)
+            raise
+        finally:
+            raw.close()  # back to the pool, rolled back unless committed
 
     def _audit_params(self, row: AuditRow) -> dict[str, Any]:
         """``row`` as the parameters of the audit statements written in SQL (``:a_at`` ...)."""

@@ -98,3 +98,42 @@ def test_counter_reaches_exactly_the_number_of_failures(shared, fake_clock):
     with host.engine.connect() as conn:
         count = conn.execute(sa.select(table.c.failures).where(table.c.key == f"code:client:{ALICE.id}")).scalar_one()
     assert count == PROCESSES
+
+
+def test_threads_queued_behind_another_process_s_sqlite_writer_give_up_within_the_busy_timeout(
+    tmp_path, fake_clock, monkeypatch
+):
+    """Threads of one process take turns at SQLite's single write lock in the Store, not in
+    SQLite's sleeping busy handler; a writer of another process holding the database
+    must still refuse each of them within the busy timeout, not one timeout per thread
+    queued ahead."""
+    import sqlite3
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from secmod.host import StoreUnavailable, store, storage
+
+    busy = 0.3
+    monkeypatch.setattr(storage, "SQLITE_BUSY_SECONDS", busy)
+    monkeypatch.setattr(store, "SQLITE_BUSY_SECONDS", busy)
+    database = tmp_path / "s.db"
+    host = Host(SecmodSettings(database_url=f"sqlite:///{database}", sealing={"key_file": str(tmp_path / "k")}),
+                clock=fake_clock)
+    totp, _ = enrol_totp(host, ALICE, fake_clock)
+    other_process = sqlite3.connect(database, isolation_level=None)
+    other_process.execute("BEGIN IMMEDIATE")  # holds the write lock
+
+    def verify() -> float:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            host.verify(ALICE, {"code": totp.at(fake_clock.now)})
+        return time.monotonic() - started
+
+    threads = 6
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        waits = list(pool.map(lambda _: verify(), range(threads)))
+    other_process.rollback()
+    # Unbounded turns would make the last thread wait `threads` busy timeouts.
+    assert max(waits) < 3 * busy
+    assert host.verify(ALICE, {"code": totp.at(fake_clock.now)}).accepted
+    host.close()

@@ -258,9 +258,10 @@ _AUDIT_SQL = _audit_values_sql(":a_outcome", ":a_reason")
 
 # PostgreSQL: write-back, throttle reset and audit in one round trip. The audit row says
 # whether the compare-and-set won, so a replay that lost the race is recorded as one.
+# Keyed by (new state to write, reservations to give back).
 _WON = "EXISTS (SELECT 1 FROM cas)"
 _PG_SETTLE_ACCEPTED = {
-    with_state: sa.text(
+    (with_state, with_release): sa.text(
         "WITH cas AS ("
         + (
             "UPDATE secmod_enrolment SET state = :e_state, version = :e_new_version, updated_at = :e_now"
@@ -270,8 +271,8 @@ _PG_SETTLE_ACCEPTED = {
         )
         + "),"
         f" reset AS ({_RESET_SQL} AND {_WON} RETURNING 1),"
-        f" released AS ({_RELEASE_SQL} AND {_WON} RETURNING 1),"
-        " audited AS ("
+        + (f" released AS ({_RELEASE_SQL} AND {_WON} RETURNING 1)," if with_release else "")
+        + " audited AS ("
         + _audit_values_sql(
             f"CASE WHEN {_WON} THEN 'ok' ELSE 'fail' END",
             f"CASE WHEN {_WON} THEN :a_reason ELSE 'replayed' END",
@@ -280,12 +281,16 @@ _PG_SETTLE_ACCEPTED = {
         " SELECT count(*) FROM cas"
     )
     for with_state in (True, False)
+    for with_release in (True, False)
 }
 _PG_RELEASE_AND_AUDIT = sa.text(
     f"WITH released AS ({_RELEASE_SQL} RETURNING 1),"
     f" audited AS ({_audit_values_sql(':a_outcome', ':a_reason')} RETURNING 1)"
     " SELECT 1"
 )
+
+
+_DRIVER_CURSOR = "secmod_driver_cursor"  # in a pooled connection's info
 
 
 class Store:
@@ -315,7 +320,8 @@ class Store:
                 "release": compiled(_RELEASE), "audit": compiled(sa.text(_AUDIT_SQL)),
                 "release_and_audit": compiled(_PG_RELEASE_AND_AUDIT),
                 **{f"reserve{keys}": compiled(clause) for keys, clause in _PG_LOAD_AND_RESERVE.items()},
-                **{f"settle{int(with_state)}": compiled(clause) for with_state, clause in _PG_SETTLE_ACCEPTED.items()},
+                **{f"settle{int(state)}{int(release)}": compiled(clause)
+                   for (state, release), clause in _PG_SETTLE_ACCEPTED.items()},
             }
 
     def close(self) -> None:
@@ -345,41 +351,41 @@ class Store:
         it elsewhere, do not see this cursor).
         """
         try:
-            with self._one_writer(), self._driver_cursor() as cursor:
-                yield cursor
+            if self._writer is None:
+                with self._driver_cursor() as cursor:
+                    yield cursor
+                return
+            # Bounded like SQLite's own wait: a writer of another process holding the
+            # database must not queue this process's threads forever.
+            if not self._writer.acquire(timeout=SQLITE_BUSY_SECONDS):
+                raise _unavailable(TimeoutError())
+            try:
+                with self._driver_cursor() as cursor:
+                    yield cursor
+            finally:
+                self._writer.release()
         except self._unavailable_errors as error:
             raise _unavailable(error) from None
-
-    @contextlib.contextmanager
-    def _one_writer(self) -> Iterator[None]:
-        if self._writer is None:
-            yield
-            return
-        # Bounded like SQLite's own wait: a writer of another process holding the
-        # database must not queue this process's threads forever.
-        if not self._writer.acquire(timeout=SQLITE_BUSY_SECONDS):
-            raise _unavailable(TimeoutError())
-        try:
-            yield
-        finally:
-            self._writer.release()
 
     @contextlib.contextmanager
     def _driver_cursor(self) -> Iterator[Any]:
         raw = self.engine.raw_connection()
         driver: Any = raw.driver_connection
         try:
+            # One cursor per connection, kept with it in the pool (making one costs
+            # about as much as a prepared statement's Python side).
+            cursor = raw.info.get(_DRIVER_CURSOR)
+            if cursor is None:
+                cursor = raw.info[_DRIVER_CURSOR] = driver.cursor()
             if self.is_postgresql:
                 driver.autocommit = True
                 try:
                     arm_driver_connection(self.engine, driver)
-                    with driver.cursor() as cursor:
-                        yield cursor
+                    yield cursor
                 finally:
                     if not driver.closed:
                         driver.autocommit = False  # as the pool lends it to SQLAlchemy
             else:
-                cursor = raw.cursor()
                 yield cursor
                 raw.commit()
         except self._unavailable_errors as error:
@@ -613,7 +619,8 @@ class Store:
         }
         if self.is_postgresql:
             with self._cursor() as cursor:
-                return bool(cursor.execute(self._sql[f"settle{int(sealed_state is not None)}"], params).fetchone()[0])
+                statement = self._sql[f"settle{int(sealed_state is not None)}{int(bool(release))}"]
+                return bool(cursor.execute(statement, params).fetchone()[0])
         with self._cursor() as cursor:
             won = sealed_state is None or cursor.execute(_CAS_SQL, params).rowcount == 1
             if won:

@@ -230,6 +230,28 @@ def test_the_per_address_throttle_stops_credential_stuffing(settings, fake_clock
     host.close()
 
 
+def test_a_right_answer_gives_the_address_its_reservation_back(settings, fake_clock):
+    """The address's budget counts failures, not logins: many people behind one address
+    (an office, a carrier's NAT) who log in right never lock it."""
+    from secmod.host import RequestContext
+
+    module = GuessModule()
+    host = _guess_host(settings, fake_clock, module)
+    limit = host.settings.throttle.max_address_failures
+    people = [User(id=f"colleague{i}", audience=Audience.CLIENT) for i in range(limit + 3)]
+    for person in people:
+        host.begin_setup(person, "guess")
+    office = RequestContext(client_ip="192.0.2.44")
+    for person in people[: limit - 1]:  # one short of locking the address
+        assert host.verify(person, {"pin": "0000"}, context=office).outcome is Outcome.REJECTED
+    for person in people[limit - 1 : limit + 1]:
+        assert host.verify(person, {"pin": module.pin}, context=office).accepted
+    # Still one short: the right answers' reservations were given back.
+    assert host.verify(people[limit + 1], {"pin": "0000"}, context=office).outcome is Outcome.REJECTED
+    assert host.verify(people[limit + 2], {"pin": module.pin}, context=office).reason == "address_locked"
+    host.close()
+
+
 def test_the_module_caller_has_one_method_per_hook_of_the_contract():
     from secmod.hookspecs import specs
     from secmod.host.calls import ModuleCaller

@@ -39,6 +39,40 @@ def test_a_database_outage_refuses_clearly_and_service_resumes(proxied_url, fake
     host.close()
 
 
+def test_one_lost_connection_retires_every_pooled_connection_made_before_it(proxied_url, fake_clock, tmp_path):
+    """A database that restarted leaves every pooled connection dead. The first login to
+    find out costs one refusal; the pool then drops all of them, so the next login does
+    not meet another dead one (the attempt path runs on the driver's own cursor, past
+    SQLAlchemy's own disconnect handling)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    proxy, url = proxied_url
+    host = Host(SecmodSettings(database_url=url, sealing={"key_file": str(tmp_path / "k")}), clock=fake_clock)
+    totp, _ = enrol_totp(host, ALICE, fake_clock)
+    pooled = 4
+    together = Barrier(pooled)
+
+    def hold_a_connection(_: int) -> None:
+        with host.store.engine.connect():
+            together.wait(timeout=10)
+
+    with ThreadPoolExecutor(max_workers=pooled) as pool:
+        list(pool.map(hold_a_connection, range(pooled)))
+    assert host.store.engine.pool.checkedin() >= pooled
+    proxy.cut()  # the server side of every pooled connection is gone
+    proxy.restore()
+    outcomes = []
+    for _ in range(3):
+        try:
+            outcomes.append(host.verify(ALICE, {"code": totp.at(fake_clock.now)}).outcome.value)
+        except StoreUnavailable:
+            outcomes.append("unavailable")
+    assert outcomes[0] == "unavailable"
+    assert outcomes[1:] == ["accepted", "rejected"]  # the same code again: already used
+    host.close()
+
+
 def test_a_stalled_database_becomes_a_refusal_once_the_pool_wait_runs_out(proxied_url, fake_clock, tmp_path):
     """A frozen server holds the connections it has; every further request gives up after
     the bounded pool wait instead of queueing forever."""

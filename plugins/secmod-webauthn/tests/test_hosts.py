@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
@@ -287,13 +288,9 @@ def test_cli_says_the_module_needs_a_browser(
     assert header.index("distribution") == row.index("secmod-webauthn"), "columns out of line"
 
 
-def test_admin_switches_it_on_and_the_relying_party_is_not_pinned(
-    tmp_path: Path, fake_clock: Any
-) -> None:
-    import tomllib
-
-    config = tmp_path / "secmod.toml"
-    config.write_text(CONFIG.split("[modules.webauthn]")[0])
+@contextlib.contextmanager
+def logged_in_admin(config: Path, fake_clock: Any) -> Iterator[TestClient]:
+    """A web host on ``config`` with an administrator logged in."""
     application = create_app(config, host_kwargs={"clock": fake_clock})
     try:
         application.state.web.accounts.create(
@@ -306,20 +303,31 @@ def test_admin_switches_it_on_and_the_relying_party_is_not_pinned(
                 {"email": "root@example.com", "password": PASSWORD},
                 page="/admin/login",
             )
-            form = admin.get("/admin/2fa/webauthn")
-            assert form.status_code == 200 and "Relying party id" in form.text
-            saved = post(
-                admin,
-                "/admin/2fa/webauthn",
-                {"clients": "on", "user_verification": "required"},
-                page="/admin/2fa/webauthn",
-            )
-            assert "Security Key / Passkey saved and activated." in html.unescape(saved.text)
-        table = tomllib.loads(config.read_text())["modules"]["webauthn"]
-        assert table["clients"] is True and table["user_verification"] == "required"
-        assert "rp_id" not in table and "origin" not in table  # still follows [web] base_url
+            yield admin
     finally:
         application.state.web.close()
+
+
+def test_admin_switches_it_on_and_the_relying_party_is_not_pinned(
+    tmp_path: Path, fake_clock: Any
+) -> None:
+    import tomllib
+
+    config = tmp_path / "secmod.toml"
+    config.write_text(CONFIG.split("[modules.webauthn]")[0])
+    with logged_in_admin(config, fake_clock) as admin:
+        form = admin.get("/admin/2fa/webauthn")
+        assert form.status_code == 200 and "Relying party id" in form.text
+        saved = post(
+            admin,
+            "/admin/2fa/webauthn",
+            {"clients": "on", "user_verification": "required"},
+            page="/admin/2fa/webauthn",
+        )
+        assert "Security Key / Passkey saved and activated." in html.unescape(saved.text)
+    table = tomllib.loads(config.read_text())["modules"]["webauthn"]
+    assert table["clients"] is True and table["user_verification"] == "required"
+    assert "rp_id" not in table and "origin" not in table  # still follows [web] base_url
 
 
 def test_admin_is_told_why_an_ip_address_cannot_work(tmp_path: Path, fake_clock: Any) -> None:
@@ -329,23 +337,10 @@ def test_admin_is_told_why_an_ip_address_cannot_work(tmp_path: Path, fake_clock:
             "[web]\n", '[web]\nbase_url = "http://127.0.0.1:8000"\n'
         )
     )
-    application = create_app(config, host_kwargs={"clock": fake_clock})
-    try:
-        application.state.web.accounts.create(
-            Audience.ADMIN, "root@example.com", PASSWORD, name="Root"
+    with logged_in_admin(config, fake_clock) as admin:
+        refused = post(
+            admin, "/admin/2fa/webauthn", {"clients": "on"}, page="/admin/2fa/webauthn"
         )
-        with TestClient(application) as admin:
-            post(
-                admin,
-                "/admin/login",
-                {"email": "root@example.com", "password": PASSWORD},
-                page="/admin/login",
-            )
-            refused = post(
-                admin, "/admin/2fa/webauthn", {"clients": "on"}, page="/admin/2fa/webauthn"
-            )
-            assert refused.status_code == 400
-            assert "WebAuthn cannot run on an IP address" in html.unescape(refused.text)
-        assert "[modules.webauthn]" not in config.read_text()
-    finally:
-        application.state.web.close()
+        assert refused.status_code == 400
+        assert "WebAuthn cannot run on an IP address" in html.unescape(refused.text)
+    assert "[modules.webauthn]" not in config.read_text()
